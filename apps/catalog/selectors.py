@@ -1,0 +1,97 @@
+"""Reads with rules: every list is scoped to what the user may see (out of scope is a 404)."""
+
+from django.db.models import Count, Max, Prefetch, QuerySet
+from guardian.shortcuts import get_objects_for_user
+
+from apps.accounts.models import User
+
+from .models import (
+    Dataset,
+    DatasetVersion,
+    Model,
+    ModelVersion,
+    ModelVersionDataset,
+    Product,
+    PromptTemplate,
+    PromptTemplateVersion,
+)
+
+
+def _visible(user: User, klass, queryset: QuerySet | None = None) -> QuerySet:
+    meta = klass._meta
+    return get_objects_for_user(
+        user,
+        f"{meta.app_label}.view_{meta.model_name}",
+        klass=queryset if queryset is not None else klass.objects.all(),
+        accept_global_perms=True,
+        with_superuser=True,
+    )
+
+
+def product_list_for(*, user: User) -> QuerySet[Product]:
+    return _visible(user, Product, Product.objects.select_related("owner_team", "created_by"))
+
+
+def artifact_list_for(*, user: User, kind: type) -> QuerySet:
+    qs = kind.objects.select_related("owner_team", "created_by").annotate(
+        version_count=Count("versions", distinct=True),
+        latest_version=Max("versions__version"),
+    )
+    return _visible(user, kind, qs)
+
+
+def model_list_for(*, user: User) -> QuerySet[Model]:
+    return artifact_list_for(user=user, kind=Model)
+
+
+def dataset_list_for(*, user: User) -> QuerySet[Dataset]:
+    return artifact_list_for(user=user, kind=Dataset)
+
+
+def prompt_list_for(*, user: User) -> QuerySet[PromptTemplate]:
+    return artifact_list_for(user=user, kind=PromptTemplate)
+
+
+def _version_scope(user: User, version_model, parent_model, parent_field: str) -> QuerySet:
+    qs = version_model.objects.select_related(
+        f"{parent_field}", f"{parent_field}__owner_team", "created_by", "deprecated_by"
+    )
+    if user.is_superuser or user.has_perm(
+        f"{parent_model._meta.app_label}.view_{parent_model._meta.model_name}"
+    ):
+        return qs
+    visible = _visible(user, parent_model).values("pk")
+    return qs.filter(**{f"{parent_field}__in": visible})
+
+
+def prompt_version_list_for(*, user: User) -> QuerySet[PromptTemplateVersion]:
+    return _version_scope(user, PromptTemplateVersion, PromptTemplate, "prompt")
+
+
+def dataset_version_list_for(*, user: User) -> QuerySet[DatasetVersion]:
+    return _version_scope(user, DatasetVersion, Dataset, "dataset").select_related("parent")
+
+
+def model_version_list_for(*, user: User) -> QuerySet[ModelVersion]:
+    return (
+        _version_scope(user, ModelVersion, Model, "model")
+        .select_related("base_version", "base_version__model")
+        .prefetch_related(
+            Prefetch(
+                "lineage",
+                queryset=ModelVersionDataset.objects.select_related(
+                    "dataset_version", "dataset_version__dataset"
+                ),
+            )
+        )
+    )
+
+
+def product_artifacts(*, user: User, product: Product) -> dict[str, QuerySet]:
+    """The team's artifacts shown on a product page (artifacts are shared by a team's products)."""
+    team = product.owner_team_id
+    return {
+        "models": model_list_for(user=user).filter(owner_team_id=team),
+        "datasets": dataset_list_for(user=user).filter(owner_team_id=team),
+        "prompts": prompt_list_for(user=user).filter(owner_team_id=team),
+    }

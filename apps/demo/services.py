@@ -1,0 +1,165 @@
+"""The demo organisation of product.md, created through the services (so it is audited).
+
+Idempotent: every step looks for what it would create first, so a second run changes nothing.
+"""
+
+from django.conf import settings
+from django.db import transaction
+
+from apps.accounts import services as accounts
+from apps.accounts.models import Membership, Team, User
+from apps.catalog import services as catalog
+from apps.catalog.models import (
+    Dataset,
+    DatasetVersion,
+    Model,
+    ModelVersion,
+    Product,
+    PromptTemplate,
+    PromptTemplateVersion,
+    Stage,
+)
+
+DEMO_USERS = [
+    ("pm", "product_manager", "Priya Manager"),
+    ("reviewer", "reviewer", "Rui Reviewer"),
+    ("reviewer2", "reviewer", "Rhea Reviewer"),
+    ("developer", "developer", "Dev Eloper"),
+    ("auditor", "auditor", "Ada Auditor"),
+    ("admin", "admin", "Adam Admin"),
+]
+
+PROMPT_V1 = [
+    {"role": "system", "content": "You are the support assistant of {{ company }}. Be concise."},
+    {"role": "user", "content": "{{ question }}"},
+]
+PROMPT_V2 = [
+    {
+        "role": "system",
+        "content": "You are the support assistant of {{ company }}. Be concise and friendly.\n"
+        "Answer in {{ language | default('English') }}; cite the help-centre article.",
+    },
+    {"role": "user", "content": "{{ question }}"},
+]
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "company": {"type": "string"},
+        "question": {"type": "string", "minLength": 1},
+        "language": {"type": "string"},
+    },
+    "required": ["company", "question"],
+}
+DATASET_ROWS = (
+    b'{"question": "How do I reset my password?", "answer": "Use the reset link."}\n'
+    b'{"question": "Can I change my plan?", "answer": "Yes, under Billing."}\n'
+    b'{"question": "Where is my invoice?", "answer": "Billing, then Invoices."}\n'
+)
+
+
+def _user(username: str, display: str, *, superuser: bool) -> User:
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        user = accounts.user_create(
+            actor=None,
+            username=username,
+            password=settings.DEMO_PASSWORD,
+            email=f"{username}@demo.example",
+            display_name=display,
+            is_staff=superuser,
+            is_superuser=superuser,
+        )
+    return user
+
+
+def seed_demo() -> dict:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    created: list[str] = []
+    with transaction.atomic():
+        team = Team.objects.filter(slug="demo").first() or accounts.team_create(
+            actor=None, slug="demo", name="Demo Inc."
+        )
+        users = {}
+        for username, role, display in DEMO_USERS:
+            user = _user(username, display, superuser=role == "admin")
+            if not Membership.objects.filter(user=user, team=team, role=role).exists():
+                accounts.membership_add(actor=None, user=user, team=team, role=role)
+                created.append(f"membership {username}")
+            users[username] = User.objects.get(pk=user.pk)
+        pm = users["pm"]
+
+        product = Product.objects.filter(slug="support-assistant").first()
+        if product is None:
+            product = catalog.product_create(
+                actor=pm,
+                slug="support-assistant",
+                name="Support Assistant",
+                owner_team=team,
+                risk_class="limited",
+                intended_use="Answers customers' support questions from the help centre.",
+            )
+            for stage in (Stage.DESIGN, Stage.DEVELOPMENT, Stage.VALIDATION, Stage.PRODUCTION):
+                catalog.product_transition(actor=pm, product=product, to_stage=stage)
+            created.append("product support-assistant")
+
+        def artifact(kind, slug, name, description):
+            obj = kind.objects.filter(owner_team=team, slug=slug).first()
+            if obj is None:
+                obj = catalog.artifact_create(
+                    actor=pm,
+                    kind=kind,
+                    slug=slug,
+                    name=name,
+                    owner_team=team,
+                    description=description,
+                )
+                created.append(f"{kind._meta.model_name} {slug}")
+            return obj
+
+        dataset = artifact(Dataset, "support-faq", "Support FAQ", "Questions and answers.")
+        if not DatasetVersion.objects.filter(dataset=dataset).exists():
+            catalog.dataset_version_create(
+                actor=pm,
+                dataset=dataset,
+                file=SimpleUploadedFile("faq.jsonl", DATASET_ROWS),
+                source="help centre export",
+                licence="proprietary",
+                changelog="First export.",
+            )
+        dv = DatasetVersion.objects.filter(dataset=dataset).order_by("version").first()
+
+        model = artifact(Model, "support-llm", "Support LLM", "The demo's built-in model.")
+        if not ModelVersion.objects.filter(model=model).exists():
+            catalog.model_version_create(
+                actor=pm,
+                model=model,
+                provider="builtin",
+                provider_model="echo-1",
+                parameters={"temperature": 0.2, "max_tokens": 256},
+                base_model="builtin/echo",
+                finetuning_datasets=[dv],
+                model_card={"intended_use": "Demos and tests.", "limitations": "Echoes."},
+                changelog="First version.",
+            )
+
+        prompt = artifact(PromptTemplate, "support-answer", "Support answer", "Answer a question.")
+        if not PromptTemplateVersion.objects.filter(prompt=prompt).exists():
+            catalog.prompt_version_create(
+                actor=pm,
+                prompt=prompt,
+                messages=PROMPT_V1,
+                variables_schema=SCHEMA,
+                parameters={"temperature": 0.2},
+                changelog="First version.",
+            )
+            catalog.prompt_version_create(
+                actor=pm,
+                prompt=prompt,
+                messages=PROMPT_V2,
+                variables_schema=SCHEMA,
+                parameters={"temperature": 0.3},
+                changelog="Friendlier, answers in language.",
+            )
+            created.append("prompt versions")
+    return {"team": team, "product": product, "created": created}

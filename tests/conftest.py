@@ -1,0 +1,27 @@
+import pytest
+from rest_framework.test import APIClient
+
+from apps.accounts.services import token_create
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+@pytest.fixture
+def client_for():
+    """An API client authenticated as ``user`` with a personal access token."""
+
+    def make(user):
+        client = APIClient()
+        key = token_create(actor=user, user=user, name="test").key
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+        return client
+
+    return make
