@@ -1,5 +1,6 @@
 """PLM Portal settings: one module, driven by the environment (see .env.example)."""
 
+import os
 from pathlib import Path
 
 import environ
@@ -106,7 +107,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+    # A file (not :memory:) so a Celery worker process can share the test database; one per
+    # test process so concurrent runs do not trample each other.
+    DATABASES["default"]["TEST"] = {
+        "NAME": env.str("PLM_TEST_SQLITE", default=str(DATA_DIR / f"test-{os.getpid()}.sqlite3"))
+    }
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

@@ -25,3 +25,14 @@ def client_for():
         return client
 
     return make
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker):
+    """A real Celery worker process on the configured broker, sharing the test database."""
+    from tests.worker import Worker
+
+    with django_db_blocker.unblock():
+        worker = Worker().start()
+    yield worker
+    worker.stop()

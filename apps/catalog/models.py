@@ -110,6 +110,7 @@ class Version(BaseModel):
     """An immutable version. Only the deprecation fields may change after creation."""
 
     PARENT = ""  # name of the foreign key to the artifact
+    OWNED_RELATIONS: tuple[str, ...] = ()  # parts of the version's content, deleted with it
     MUTABLE_FIELDS = frozenset(
         {"deprecated_at", "deprecated_by", "deprecation_reason", "updated_at"}
     )
@@ -245,6 +246,7 @@ class DatasetVersion(Version):
 
 class ModelVersion(Version):
     PARENT = "model"
+    OWNED_RELATIONS = ("lineage",)
     model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="versions")
     provider = models.CharField(
         max_length=64, help_text="Slug of the gateway provider that serves this model."

@@ -557,12 +557,14 @@ def version_references(version: Version) -> list[str]:
     for rel in version._meta.related_objects:
         if rel.related_model._meta.label_lower.startswith("catalog.historical"):
             continue
+        if rel.get_accessor_name() in version.OWNED_RELATIONS:
+            continue
         if rel.many_to_many:
             exists = getattr(version, rel.get_accessor_name()).exists()
         else:
             exists = rel.related_model._base_manager.filter(**{rel.field.name: version}).exists()
         if exists:
-            found.append(rel.related_model._meta.verbose_name_plural)
+            found.append(str(rel.related_model._meta.verbose_name_plural))
     return found
 
 
@@ -583,4 +585,7 @@ def version_delete(*, actor: User, version: Version) -> None:
             obj=version,
             before={"content_hash": version.content_hash},
         )
+        for accessor in version.OWNED_RELATIONS:
+            for part in getattr(version, accessor).all():
+                as_actor(part, actor).delete()
         as_actor(version, actor).delete()

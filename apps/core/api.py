@@ -1,12 +1,15 @@
 """Shared REST plumbing: pagination and the one error shape ``{"code", "message", "fields"}``."""
 
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import ProtectedError
+from django.db.models import Model, ProtectedError, QuerySet
 from django.http import Http404
-from rest_framework import exceptions, status
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -80,3 +83,88 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         code = exc.get_codes() if not isinstance(exc.get_codes(), dict | list) else exc.default_code
         response.data = error_body(str(code), str(detail))
     return response
+
+
+# --- Helpers for the API modules of the domain apps ------------------------------------------
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The one error shape, for the OpenAPI schema."""
+
+    code = serializers.CharField(help_text="A stable machine name, such as `immutable`.")
+    message = serializers.CharField(help_text="A sentence a person can act on.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Per-field messages, keyed by field path.",
+    )
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid input.",
+    401: "Not authenticated, or the token is invalid, expired or revoked.",
+    403: "Authenticated, but the role does not allow this.",
+    404: "No such object, or it is outside the user's scope.",
+    405: "The method is not offered here.",
+    409: "Conflicts with the object's state (immutable, referenced, invalid transition).",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
+    """``@extend_schema(responses={...})`` entries documenting the error shape."""
+    return {
+        code: OpenApiResponse(ErrorSerializer, description=_ERROR_DESCRIPTIONS.get(code, ""))
+        for code in statuses
+    }
+
+
+class ScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
+    """A related object looked up among what the requesting user may see.
+
+    ``selector`` is a ``*_list_for(user=...)`` function; an object outside the user's scope
+    reads as "does not exist", like a 404. ``model`` only types the field for the schema.
+    """
+
+    def __init__(self, *, model: type[Model], selector: Callable[..., QuerySet], **kwargs):
+        self.selector = selector
+        if not kwargs.get("read_only"):
+            kwargs["queryset"] = model._default_manager.all()
+        super().__init__(**kwargs)
+
+    def get_queryset(self) -> QuerySet:
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            return self.queryset.none()
+        return self.selector(user=user)
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, str | uuid.UUID):
+            self.fail("incorrect_type", data_type=type(data).__name__)
+        try:
+            uuid.UUID(str(data))
+        except ValueError:
+            self.fail("does_not_exist", pk_value=data)
+        return super().to_internal_value(data)
+
+
+def _check_json(value: Any, path: str = "") -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise serializers.ValidationError(f"{path or 'value'}: text cannot contain NUL.")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in str(key):
+                raise serializers.ValidationError("Keys cannot contain NUL.")
+            _check_json(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_json(item, f"{path}[{i}]")
+
+
+class JSONObjectField(serializers.DictField):
+    """A JSON object of any content that every database can store (no NUL characters)."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        _check_json(value)
+        return value

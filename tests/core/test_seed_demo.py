@@ -1,0 +1,35 @@
+import pytest
+from django.core.management import call_command
+
+from apps.accounts.models import Membership, User
+from apps.audit.models import AuditEvent
+from apps.audit.services import chain_verify
+from apps.catalog.models import Product, PromptTemplateVersion
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo_builds_the_demo_organisation_once(capsys, settings):
+    call_command("seed_demo")
+    out = capsys.readouterr().out
+    for username in ("pm", "reviewer", "reviewer2", "developer", "auditor", "admin"):
+        assert username in out
+        user = User.objects.get(username=username)
+        assert user.check_password(settings.DEMO_PASSWORD)
+    roles = dict(Membership.objects.values_list("user__username", "role"))
+    assert roles == {
+        "pm": "product_manager", "reviewer": "reviewer", "reviewer2": "reviewer",
+        "developer": "developer", "auditor": "auditor", "admin": "admin",
+    }
+    assert User.objects.get(username="admin").is_superuser
+    product = Product.objects.get(slug="support-assistant")
+    assert product.stage == "production"
+    assert PromptTemplateVersion.objects.filter(prompt__owner_team=product.owner_team).count() == 2
+
+    events = AuditEvent.objects.count()
+    history = product.history.count()
+    call_command("seed_demo")
+    assert "nothing to do" in capsys.readouterr().out
+    assert AuditEvent.objects.count() == events
+    assert product.history.count() == history
+    assert chain_verify().intact
