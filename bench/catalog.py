@@ -50,8 +50,12 @@ def add_prompts(pm, team, start: int, count: int) -> None:
                 {"role": "user", "content": "{{ q }}"},
             ]
             row = PromptTemplateVersion(
-                prompt=prompt, version=v, messages=messages, variables_schema=SCHEMA,
-                parameters={"temperature": 0.2}, created_by=pm,
+                prompt=prompt,
+                version=v,
+                messages=messages,
+                variables_schema=SCHEMA,
+                parameters={"temperature": 0.2},
+                created_by=pm,
                 deprecated_at=None,
             )
             row.content_hash = content_hash(row.content())
@@ -108,8 +112,10 @@ def run(args) -> None:
         ),
         "prompts by slug search": "/api/v1/prompts/?search=prompt-0&page_size=25",
     }
-    print(f"engine: {connection.vendor}; seeded {args.small} versions in "
-          f"{time.perf_counter() - t0:.1f}s")
+    print(
+        f"engine: {connection.vendor}; seeded {args.small} versions in "
+        f"{time.perf_counter() - t0:.1f}s"
+    )
     small = {name: measure(client, url, args.repeat) for name, url in urls.items()}
 
     t0 = time.perf_counter()
@@ -118,7 +124,9 @@ def run(args) -> None:
     print(f"grew to {total} versions in {time.perf_counter() - t0:.1f}s")
     large = {name: measure(client, url, args.repeat) for name, url in urls.items()}
 
-    print(f"\n{'filtered list page':<28}{'@' + str(args.small):>10}{'@' + str(total):>12}{'ratio':>8}")
+    print(
+        f"\n{'filtered list page':<28}{'@' + str(args.small):>10}{'@' + str(total):>12}{'ratio':>8}"
+    )
     worst = 0.0
     for name in urls:
         ratio = large[name] / small[name]

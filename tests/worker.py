@@ -35,10 +35,28 @@ class Worker:
         self.log.parent.mkdir(exist_ok=True)
         self._fh = self.log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "plmportal", "worker", "-P", "solo",
-             "-Q", self.queue, "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "-n", f"{self.queue}@%h", "--loglevel=INFO"],
-            cwd=ROOT, env=env, stdout=self._fh, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "plmportal",
+                "worker",
+                "-P",
+                "solo",
+                "-Q",
+                self.queue,
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                f"{self.queue}@%h",
+                "--loglevel=INFO",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -17,8 +17,13 @@ def _events(n: int = 5) -> list[AuditEvent]:
     user = member("product_manager")
     with transaction.atomic():
         return [
-            audit_record(actor=user, verb="test.event", object_type="test", object_id=str(i),
-                         after={"i": i, "nested": {"b": [1, 2], "a": "x"}})
+            audit_record(
+                actor=user,
+                verb="test.event",
+                object_type="test",
+                object_id=str(i),
+                after={"i": i, "nested": {"b": [1, 2], "a": "x"}},
+            )
             for i in range(n)
         ]
 
@@ -100,8 +105,10 @@ def test_rehashed_row_still_breaks_the_next_link():
     target = AuditEvent.objects.get(seq=events[1].seq)
     target.verb = "test.forged"
     new_hash = target.compute_hash(target.prev_hash)
-    _sql("UPDATE audit_auditevent SET verb = %s, hash = %s WHERE seq = %s",
-         ["test.forged", new_hash, target.seq])
+    _sql(
+        "UPDATE audit_auditevent SET verb = %s, hash = %s WHERE seq = %s",
+        ["test.forged", new_hash, target.seq],
+    )
     report = chain_verify()
     assert not report.intact
     assert report.first_bad_seq == events[2].seq

@@ -1,4 +1,3 @@
-
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -79,8 +78,9 @@ def test_versions_number_up_and_refuse_unchanged_content(pm):
     prompt, (v1, v2) = prompt_with_versions(pm, "One", "Two")
     assert (v1.version, v2.version) == (1, 2)
     with pytest.raises(Conflict):
-        catalog.prompt_version_create(actor=pm, prompt=prompt, messages=v2.messages,
-                                      variables_schema=v2.variables_schema)
+        catalog.prompt_version_create(
+            actor=pm, prompt=prompt, messages=v2.messages, variables_schema=v2.variables_schema
+        )
 
 
 def test_template_errors_are_clear(pm):
@@ -168,8 +168,12 @@ def test_lineage_and_referenced_versions_cannot_be_deleted(pm):
     )
     model = artifact(pm, Model)
     mv = catalog.model_version_create(
-        actor=pm, model=model, provider="builtin", provider_model="echo-1",
-        training_datasets=[dv], base_model="base",
+        actor=pm,
+        model=model,
+        provider="builtin",
+        provider_model="echo-1",
+        training_datasets=[dv],
+        base_model="base",
     )
     assert [link.dataset_version for link in mv.lineage.all()] == [dv]
     assert [dv.content_hash] == [d for _, d in mv.content()["datasets"]]

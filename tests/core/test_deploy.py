@@ -20,7 +20,12 @@ def test_check_deploy_passes_but_for_tls_warnings(tmp_path):
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     output = result.stdout + result.stderr
     issues = set(re.findall(r"\(([a-z_.]+\.[EW]\d+)\)", output))

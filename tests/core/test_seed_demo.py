@@ -18,8 +18,12 @@ def test_seed_demo_builds_the_demo_organisation_once(capsys, settings):
         assert user.check_password(settings.DEMO_PASSWORD)
     roles = dict(Membership.objects.values_list("user__username", "role"))
     assert roles == {
-        "pm": "product_manager", "reviewer": "reviewer", "reviewer2": "reviewer",
-        "developer": "developer", "auditor": "auditor", "admin": "admin",
+        "pm": "product_manager",
+        "reviewer": "reviewer",
+        "reviewer2": "reviewer",
+        "developer": "developer",
+        "auditor": "auditor",
+        "admin": "admin",
     }
     assert User.objects.get(username="admin").is_superuser
     product = Product.objects.get(slug="support-assistant")
