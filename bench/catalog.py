@@ -20,18 +20,18 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "plmportal.settings")
 os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import override_settings  # noqa: E402
+from django.db import connection
+from django.test import Client
+from django.test.utils import override_settings
 
-from apps.accounts import services as accounts  # noqa: E402
-from apps.catalog import services as catalog  # noqa: E402
-from apps.catalog.models import PromptTemplate, PromptTemplateVersion  # noqa: E402
-from apps.core.hashing import content_hash  # noqa: E402
+from apps.accounts import services as accounts
+from apps.catalog import services as catalog
+from apps.catalog.models import PromptTemplate, PromptTemplateVersion
+from apps.core.hashing import content_hash
 
 VERSIONS_PER_PROMPT = 100
 SCHEMA = {"type": "object", "properties": {"q": {"type": "string"}}}

@@ -1,5 +1,7 @@
 """The audit chain: append-only, and the verifier finds any change made behind its back."""
 
+import itertools
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -51,7 +53,7 @@ def test_intact_chain_verifies(capsys):
 def test_events_link_to_their_predecessor():
     events = _events(3)
     assert [e.seq for e in events] == sorted(e.seq for e in events)
-    for prev, cur in zip(events, events[1:], strict=False):
+    for prev, cur in itertools.pairwise(events):
         assert cur.prev_hash == prev.hash
 
 
