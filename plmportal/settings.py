@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.accounts",
     "apps.catalog",
+    "apps.releases",
     "apps.demo",
 ]
 

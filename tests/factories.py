@@ -92,3 +92,23 @@ __all__ = [
     "prompt_with_versions",
     "settings",
 ]
+
+
+def model_version(actor: User, team: Team | None = None, provider_model: str = "echo-1"):
+    model = artifact(actor, Model, team)
+    return catalog.model_version_create(
+        actor=actor, model=model, provider="builtin", provider_model=provider_model
+    )
+
+
+def release(actor: User, prod=None, version: str = "1.0.0", prompt_text: str = "Answer.", **kwargs):
+    """A draft release of ``prod`` (a new product when none is given)."""
+    from apps.releases.services import release_create
+
+    prod = prod or product(actor)
+    team = prod.owner_team
+    if "prompt_version" not in kwargs:
+        kwargs["prompt_version"] = prompt_with_versions(actor, prompt_text, team=team)[1][0]
+    if "model_version" not in kwargs:
+        kwargs["model_version"] = model_version(actor, team)
+    return release_create(actor=actor, product=prod, version=version, **kwargs)
