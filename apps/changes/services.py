@@ -712,3 +712,45 @@ def change_request_implement(*, actor: User, cr: ChangeRequest) -> ChangeRequest
             [cr.requested_by],
         )
     return cr
+
+
+def change_request_comment(*, actor: User, cr: ChangeRequest, comment: str) -> Approval:
+    """A review comment (not a signature: no password, counts toward nothing)."""
+    comment = (comment or "").strip()
+    if not comment:
+        raise ApplicationError("invalid", "A comment cannot be empty.", {"comment": ["Required."]})
+    with transaction.atomic():
+        cr = _lock(cr)
+        if not actor.has_perm("catalog.view_product", cr.product):
+            raise Forbidden("forbidden", "You cannot see this change request.")
+        if cr.state in (CRState.IMPLEMENTED, CRState.REJECTED):
+            raise Conflict("closed", f"This change request is {cr.state}; it is closed.")
+        policy = cr.policy_snapshot or policy_in_force(cr.product)
+        reviewer_roles = {rule["role"] for rule in policy["required_roles"]}
+        is_reviewer = bool(actor.roles(team=cr.product.owner_team) & reviewer_roles) or (
+            actor.get_username() in policy["optional_reviewers"] + policy["comment_only"]
+        )
+        if cr.state == CRState.SUBMITTED and is_reviewer and actor.pk not in conflicted_users(cr):
+            _move(actor=actor, cr=cr, to=CRState.IN_REVIEW, verb="change_request.in_review")
+        approval = as_actor(
+            Approval(
+                change_request=cr,
+                reviewer=actor,
+                reviewer_username=actor.get_username(),
+                decision=Decision.COMMENT,
+                role="comment",
+                required=False,
+                comment=comment,
+                fingerprint=cr.fingerprint,
+            ),
+            actor,
+        )
+        approval.save()
+        audit_record(
+            actor=actor,
+            verb="approval.commented",
+            obj=approval,
+            product_id=cr.product_id,
+            after={"change_request": str(cr.pk), "comment": comment},
+        )
+    return approval

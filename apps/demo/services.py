@@ -162,4 +162,86 @@ def seed_demo() -> dict:
                 changelog="Friendlier, answers in language.",
             )
             created.append("prompt versions")
+        created += _seed_changes(users, product)
     return {"team": team, "product": product, "created": created}
+
+
+def _seed_changes(users: dict, product: Product) -> list[str]:
+    """A production policy, release 1.0.0 implemented through a change request, and a change
+    request in review that proposes 1.1.0 with the second prompt version."""
+    from apps.changes import services as changes
+    from apps.changes.models import ApprovalPolicy
+    from apps.releases.models import Release
+    from apps.releases.services import release_create
+
+    pm, admin = users["pm"], users["admin"]
+    created = []
+    if not ApprovalPolicy.objects.filter(product=product, stage=Stage.PRODUCTION).exists():
+        changes.approval_policy_set(
+            actor=admin,
+            product=product,
+            stage=Stage.PRODUCTION,
+            required_roles=[{"role": "reviewer", "quorum": 1}],
+            veto=True,
+        )
+        created.append("approval policy")
+    if Release.objects.filter(product=product).exists():
+        return created
+    team = product.owner_team
+    prompt = PromptTemplate.objects.get(owner_team=team, slug="support-answer")
+    pv1, pv2 = prompt.versions.order_by("version")[:2]
+    mv = ModelVersion.objects.get(model__owner_team=team, model__slug="support-llm")
+    dv = DatasetVersion.objects.get(dataset__owner_team=team, dataset__slug="support-faq")
+    settings_ = {"cache": {"mode": "exact", "ttl_seconds": 300}, "timeout_seconds": 20}
+
+    first = release_create(
+        actor=pm,
+        product=product,
+        version="1.0.0",
+        prompt_version=pv1,
+        model_version=mv,
+        dataset_versions=[dv],
+        settings=settings_,
+        notes="First production release.",
+    )
+    cr = changes.change_request_create(
+        actor=pm,
+        product=product,
+        title="First release of the support assistant",
+        rationale="Launch with the concise prompt and the built-in model.",
+        proposed=first,
+        risk="low",
+    )
+    cr = changes.change_request_submit(actor=pm, cr=cr)
+    cr, _ = changes.change_request_approve(
+        actor=users["reviewer"],
+        cr=cr,
+        password=settings.DEMO_PASSWORD,
+        comment="Evaluated on the FAQ set; good to go.",
+    )
+    changes.change_request_implement(actor=pm, cr=cr)
+
+    second = release_create(
+        actor=pm,
+        product=product,
+        version="1.1.0",
+        prompt_version=pv2,
+        model_version=mv,
+        dataset_versions=[dv],
+        settings=settings_,
+        notes="Friendlier prompt, answers in language.",
+    )
+    cr2 = changes.change_request_create(
+        actor=pm,
+        product=product,
+        title="Friendlier prompt that answers in the user's language",
+        rationale="Support asked for a warmer tone and answers in the customer's language.",
+        proposed=second,
+        risk="medium",
+    )
+    cr2 = changes.change_request_submit(actor=pm, cr=cr2)
+    changes.change_request_comment(
+        actor=users["reviewer2"], cr=cr2, comment="Reading the diff; waiting for the evaluation."
+    )
+    created += ["release 1.0.0 (implemented change request)", "change request in review"]
+    return created

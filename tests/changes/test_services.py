@@ -232,3 +232,14 @@ def test_reviewers_outside_the_team_cannot_decide(pm):
     with pytest.raises(Forbidden):
         changes.change_request_approve(actor=outsider, cr=cr, password=PASSWORD)
     assert ChangeRequest.objects.get(pk=cr.pk).state == "submitted"
+
+
+def test_a_reviewer_comment_starts_the_review_without_signing(pm):
+    reviewer = team_reviewer(pm)
+    cr = submitted_cr(pm)
+    approval = changes.change_request_comment(actor=reviewer, cr=cr, comment="Reading it")
+    cr.refresh_from_db()
+    assert (cr.state, approval.decision, approval.required) == ("in_review", "comment", False)
+    assert changes.quorum_status(cr).met is False
+    with pytest.raises(ApplicationError):
+        changes.change_request_comment(actor=reviewer, cr=cr, comment="  ")

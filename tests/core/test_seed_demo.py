@@ -30,6 +30,15 @@ def test_seed_demo_builds_the_demo_organisation_once(capsys, settings):
     assert product.stage == "production"
     assert PromptTemplateVersion.objects.filter(prompt__owner_team=product.owner_team).count() == 2
 
+    from apps.changes.models import ChangeRequest
+    from apps.releases.models import Release
+
+    released = Release.objects.get(product=product, status="released")
+    assert released.version == "1.0.0"
+    assert released.prompt_version.version == 1  # the second prompt version is not released
+    states = dict(ChangeRequest.objects.values_list("proposed__version", "state"))
+    assert states == {"1.0.0": "implemented", "1.1.0": "in_review"}
+
     events = AuditEvent.objects.count()
     history = product.history.count()
     call_command("seed_demo")
