@@ -4,7 +4,13 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 
-TOKEN_DAY_CHOICES = [(7, "7 days"), (30, "30 days"), (90, "90 days"), (180, "180 days"), (365, "1 year")]
+TOKEN_DAY_CHOICES = [
+    (7, "7 days"),
+    (30, "30 days"),
+    (90, "90 days"),
+    (180, "180 days"),
+    (365, "1 year"),
+]
 
 
 class LoginForm(AuthenticationForm):

@@ -33,9 +33,13 @@ def product_list_for(*, user: User) -> QuerySet[Product]:
 
 
 def artifact_list_for(*, user: User, kind: type) -> QuerySet:
-    qs = kind.objects.select_related("owner_team", "created_by").annotate(
-        version_count=Count("versions", distinct=True),
-        latest_version=Max("versions__version"),
+    qs = (
+        kind.objects.select_related("owner_team", "created_by")
+        .annotate(
+            version_count=Count("versions", distinct=True),
+            latest_version=Max("versions__version"),
+        )
+        .order_by("slug", "pk")  # GROUP BY drops Meta.ordering; pagination needs an order
     )
     return _visible(user, kind, qs)
 
