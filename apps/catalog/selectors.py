@@ -1,6 +1,7 @@
 """Reads with rules: every list is scoped to what the user may see (out of scope is a 404)."""
 
-from django.db.models import Count, Max, Prefetch, QuerySet
+from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from guardian.shortcuts import get_objects_for_user
 
 from apps.accounts.models import User
@@ -33,13 +34,24 @@ def product_list_for(*, user: User) -> QuerySet[Product]:
 
 
 def artifact_list_for(*, user: User, kind: type) -> QuerySet:
+    """The artifacts ``user`` may see, with their version count and latest version number.
+
+    The two figures are correlated subqueries, not a join with GROUP BY: the scope and the
+    pagination count then stay index lookups however many versions there are.
+    """
+    version_model = kind.versions.rel.related_model
+    parent = kind.versions.field.name
+    versions = version_model.objects.filter(**{parent: OuterRef("pk")}).order_by()
     qs = (
         kind.objects.select_related("owner_team", "created_by")
         .annotate(
-            version_count=Count("versions", distinct=True),
-            latest_version=Max("versions__version"),
+            version_count=Coalesce(
+                Subquery(versions.values(parent).annotate(n=Count("pk")).values("n")[:1]),
+                0,
+            ),
+            latest_version=Subquery(versions.order_by("-version").values("version")[:1]),
         )
-        .order_by("slug", "pk")  # GROUP BY drops Meta.ordering; pagination needs an order
+        .order_by("slug", "pk")
     )
     return _visible(user, kind, qs)
 

@@ -8,8 +8,9 @@ from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Model, ProtectedError, QuerySet
 from django.http import Http404
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, filters, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -23,19 +24,25 @@ class Pagination(PageNumberPagination):
     max_page_size = 200
 
 
+def _join(path: str, sub: str) -> str:
+    return f"{path}{sub}" if sub.startswith("[") else f"{path}.{sub}"
+
+
 def _flatten(detail: Any) -> dict[str, list[str]]:
     if isinstance(detail, dict):
         out: dict[str, list[str]] = {}
         for key, value in detail.items():
+            # DRF's ListField/DictField report item errors keyed by index: ``messages[0].role``.
+            name = f"[{key}]" if isinstance(key, int) else str(key)
             if isinstance(value, dict):
                 for sub, msgs in _flatten(value).items():
-                    out[f"{key}.{sub}"] = msgs
+                    out[_join(name, sub)] = msgs
             elif isinstance(value, list) and value and isinstance(value[0], dict):
                 for i, item in enumerate(value):
                     for sub, msgs in _flatten(item).items():
-                        out[f"{key}[{i}].{sub}"] = msgs
+                        out[_join(f"{name}[{i}]", sub)] = msgs
             else:
-                out[str(key)] = [str(v) for v in (value if isinstance(value, list) else [value])]
+                out[name] = [str(v) for v in (value if isinstance(value, list) else [value])]
         return out
     if isinstance(detail, list):
         return {"non_field_errors": [str(v) for v in detail]}
@@ -168,3 +175,34 @@ class JSONObjectField(serializers.DictField):
         value = super().to_internal_value(data)
         _check_json(value)
         return value
+
+
+class SearchFilter(filters.SearchFilter):
+    """DRF's search, with the searched fields named in the schema."""
+
+    def get_schema_operation_parameters(self, view):
+        params = super().get_schema_operation_parameters(view)
+        fields = getattr(view, "search_fields", None)
+        if fields:
+            names = ", ".join(f.lstrip("^=@$").replace("__", ".") for f in fields)
+            for param in params:
+                param["description"] = f"Case-insensitive search in: {names}."
+        return params
+
+
+class OrderingFilter(filters.OrderingFilter):
+    """DRF's ordering, with the whitelisted fields named in the schema."""
+
+    def get_schema_operation_parameters(self, view):
+        params = super().get_schema_operation_parameters(view)
+        fields = getattr(view, "ordering_fields", None)
+        if isinstance(fields, list | tuple):
+            for param in params:
+                param["description"] = (
+                    f"Order by {', '.join(fields)}; prefix a field with `-` for descending order, "
+                    "separate several with commas. Other names are ignored."
+                )
+        return params
+
+
+FILTER_BACKENDS = [DjangoFilterBackend, SearchFilter, OrderingFilter]
