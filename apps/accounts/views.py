@@ -12,7 +12,7 @@ from apps.core.exceptions import ApplicationError
 
 from . import services
 from .forms import LoginForm, TokenCreateForm
-from .models import PersonalAccessToken
+from .selectors import token_list_for
 
 
 class LoginView(auth_views.LoginView):
@@ -59,7 +59,7 @@ def token_list(request):
             _add_service_error(form, exc)
         else:
             form = TokenCreateForm()
-    tokens = PersonalAccessToken.objects.filter(user=request.user).order_by("-created_at")
+    tokens = token_list_for(user=request.user)
     response = render(
         request,
         "accounts/tokens.html",
@@ -73,7 +73,7 @@ def token_list(request):
 @login_required
 @require_POST
 def token_revoke(request, pk):
-    token = get_object_or_404(PersonalAccessToken, pk=pk, user=request.user)
+    token = get_object_or_404(token_list_for(user=request.user), pk=pk)
     try:
         services.token_revoke(actor=request.user, token=token)
     except ApplicationError as exc:

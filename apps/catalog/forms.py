@@ -7,21 +7,14 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from apps.accounts.models import Team, User
-from apps.accounts.roles import AUTHOR_ROLES
+from apps.accounts.selectors import author_team_list_for
 
 from . import prompting
 from .models import DatasetFormat, PIIClass, RiskClass, Stage
 
 
 def author_teams(user: User):
-    """The teams whose products and artifacts ``user`` may create (product manager or admin)."""
-    if user.is_superuser:
-        return Team.objects.order_by("slug")
-    return (
-        Team.objects.filter(memberships__user=user, memberships__role__in=AUTHOR_ROLES)
-        .distinct()
-        .order_by("slug")
-    )
+    return author_team_list_for(user=user)
 
 
 def _normalise_newlines(text: str) -> str:

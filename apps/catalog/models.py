@@ -110,6 +110,7 @@ class Version(BaseModel):
     """An immutable version. Only the deprecation fields may change after creation."""
 
     PARENT = ""  # name of the foreign key to the artifact
+    audit_noun = ""  # the noun of its audit verbs: prompt_version.created...
     OWNED_RELATIONS: tuple[str, ...] = ()  # parts of the version's content, deleted with it
     MUTABLE_FIELDS = frozenset(
         {"deprecated_at", "deprecated_by", "deprecation_reason", "updated_at"}
@@ -166,6 +167,8 @@ class Version(BaseModel):
 
 
 class Model(Artifact):
+    audit_noun = "model"
+
     history = history()
 
     class Meta(Artifact.Meta):
@@ -175,6 +178,8 @@ class Model(Artifact):
 
 
 class Dataset(Artifact):
+    audit_noun = "dataset"
+
     history = history()
 
     class Meta(Artifact.Meta):
@@ -184,6 +189,8 @@ class Dataset(Artifact):
 
 
 class PromptTemplate(Artifact):
+    audit_noun = "prompt"
+
     history = history()
 
     class Meta(Artifact.Meta):
@@ -199,6 +206,7 @@ def _dataset_upload_to(instance: "DatasetVersion", filename: str) -> str:
 
 class DatasetVersion(Version):
     PARENT = "dataset"
+    audit_noun = "dataset_version"
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="versions")
     file = models.FileField(upload_to=_dataset_upload_to, blank=True, max_length=300)
     uri = models.CharField(max_length=500, blank=True)
@@ -246,6 +254,7 @@ class DatasetVersion(Version):
 
 class ModelVersion(Version):
     PARENT = "model"
+    audit_noun = "model_version"
     OWNED_RELATIONS = ("lineage",)
     model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="versions")
     provider = models.CharField(
@@ -324,6 +333,7 @@ class ModelVersionDataset(BaseModel):
 
 class PromptTemplateVersion(Version):
     PARENT = "prompt"
+    audit_noun = "prompt_version"
     prompt = models.ForeignKey(PromptTemplate, on_delete=models.PROTECT, related_name="versions")
     messages = models.JSONField()
     variables_schema = models.JSONField(default=dict, blank=True)

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import UploadedFile
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from apps.accounts.models import Team, User
@@ -91,6 +91,17 @@ def _full_clean(obj: models.Model, exclude: list[str] | None = None) -> None:
     obj.full_clean(exclude=exclude, validate_unique=True)
 
 
+def _insert_unique(obj: models.Model, what: str) -> None:
+    """Insert ``obj``; a unique slug taken by a concurrent request is a 409, not a 500."""
+    try:
+        with transaction.atomic():
+            obj.save(force_insert=True)
+    except IntegrityError:
+        raise Conflict(
+            "duplicate", f"A {what} with this slug already exists.", {"slug": ["Already used."]}
+        ) from None
+
+
 # --- Products -------------------------------------------------------------------------------
 
 
@@ -119,7 +130,7 @@ def product_create(
             actor,
         )
         _full_clean(product)
-        product.save()
+        _insert_unique(product, "product")
         audit_record(
             actor=actor,
             verb="product.created",
@@ -232,10 +243,10 @@ def artifact_create(
             actor,
         )
         _full_clean(artifact)
-        artifact.save()
+        _insert_unique(artifact, str(kind._meta.verbose_name))
         audit_record(
             actor=actor,
-            verb=f"{kind._meta.model_name}.created",
+            verb=f"{kind.audit_noun}.created",
             obj=artifact,
             after=_snapshot(artifact, ARTIFACT_FIELDS),
         )
@@ -262,7 +273,7 @@ def artifact_update(
         changed = {k for k in after if before[k] != after[k]}
         audit_record(
             actor=actor,
-            verb=f"{artifact._meta.model_name}.updated",
+            verb=f"{artifact.audit_noun}.updated",
             obj=artifact,
             before={k: before[k] for k in changed},
             after={k: after[k] for k in changed},
@@ -543,7 +554,7 @@ def version_deprecate(*, actor: User, version: Version, reason: str = "") -> Ver
         as_actor(version, actor).save()
         audit_record(
             actor=actor,
-            verb=f"{version._meta.model_name}.deprecated",
+            verb=f"{version.audit_noun}.deprecated",
             obj=version,
             before={"deprecated_at": None},
             after={"deprecated_at": version.deprecated_at, "reason": reason},
@@ -581,11 +592,15 @@ def version_delete(*, actor: User, version: Version) -> None:
             )
         audit_record(
             actor=actor,
-            verb=f"{version._meta.model_name}.deleted",
+            verb=f"{version.audit_noun}.deleted",
             obj=version,
             before={"content_hash": version.content_hash},
         )
         for accessor in version.OWNED_RELATIONS:
             for part in getattr(version, accessor).all():
                 as_actor(part, actor).delete()
+        stored_file = getattr(version, "file", None)
         as_actor(version, actor).delete()
+        if stored_file:
+            storage, name = stored_file.storage, stored_file.name
+            transaction.on_commit(lambda: storage.delete(name), robust=True)

@@ -45,3 +45,13 @@ def readyz(request):
     if failed:
         body["failed"] = sorted(failed)
     return JsonResponse(body, status=503 if failed else 200)
+
+
+def server_error(request):
+    """500: the API's error shape under /api/ and /v1/, the HTML page elsewhere."""
+    if request.path.startswith(("/api/", "/v1/")):
+        body = {"code": "server_error", "message": "Internal server error.", "fields": {}}
+        return JsonResponse(body, status=500)
+    from django.views.defaults import server_error as html_server_error
+
+    return html_server_error(request)

@@ -111,15 +111,15 @@ class TestDatasetAPI(ArtifactSuite):
 class TestPromptAPI(ArtifactSuite):
     url = "/api/v1/prompts/"
     kind = PromptTemplate
-    create_verbs = ("prompttemplate.created", "permission.granted")
-    update_verbs = ("prompttemplate.updated",)
+    create_verbs = ("prompt.created", "permission.granted")
+    update_verbs = ("prompt.updated",)
 
 
 class TestPromptVersionAPI(APIResourceSuite):
     url = "/api/v1/prompt-versions/"
     create_verbs = ("prompt_version.created",)
-    delete_verbs = ("prompttemplateversion.deleted",)
-    actions = (("deprecate", {"reason": "superseded"}, ("prompttemplateversion.deprecated",)),)
+    delete_verbs = ("prompt_version.deleted",)
+    actions = (("deprecate", {"reason": "superseded"}, ("prompt_version.deprecated",)),)
     immutable = True
     list_queries = 5
     bad_filters = ("deprecated=maybe", "prompt=not-a-uuid", "version=abc")
@@ -148,8 +148,8 @@ class TestPromptVersionAPI(APIResourceSuite):
 class TestModelVersionAPI(APIResourceSuite):
     url = "/api/v1/model-versions/"
     create_verbs = ("model_version.created",)
-    delete_verbs = ("modelversion.deleted",)
-    actions = (("deprecate", {"reason": "old"}, ("modelversion.deprecated",)),)
+    delete_verbs = ("model_version.deleted",)
+    actions = (("deprecate", {"reason": "old"}, ("model_version.deprecated",)),)
     immutable = True
     list_queries = 6
     bad_filters = ("deprecated=perhaps", "model=123")
@@ -184,8 +184,8 @@ class TestModelVersionAPI(APIResourceSuite):
 class TestDatasetVersionAPI(APIResourceSuite):
     url = "/api/v1/dataset-versions/"
     create_verbs = ("dataset_version.created",)
-    delete_verbs = ("datasetversion.deleted",)
-    actions = (("deprecate", {"reason": "retention"}, ("datasetversion.deprecated",)),)
+    delete_verbs = ("dataset_version.deleted",)
+    actions = (("deprecate", {"reason": "retention"}, ("dataset_version.deprecated",)),)
     immutable = True
     list_queries = 5
     bad_filters = ("deprecated=yes-please", "dataset=zzz", "file_format=parquet", "pii_class=x")
@@ -642,7 +642,7 @@ def test_model_version_with_its_own_lineage_can_be_deleted(client_for, pm):
     seq = last_seq()
     response = client.delete(f"/api/v1/model-versions/{version.pk}/")
     assert response.status_code == 204, response.json()
-    assert verbs_since(seq) == Counter({"modelversion.deleted": 1})
+    assert verbs_since(seq) == Counter({"model_version.deleted": 1})
     assert not ModelVersion.objects.filter(pk=version.pk).exists()
 
 

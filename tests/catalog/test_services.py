@@ -202,3 +202,24 @@ def test_history_records_actor(pm):
     catalog.product_update(actor=pm, product=p, name="Renamed")
     names = list(p.history.values_list("history_username", flat=True))
     assert names == [pm.username, pm.username]
+
+
+def test_deleting_a_dataset_version_removes_its_file(pm, django_capture_on_commit_callbacks):
+    ds = artifact(pm, Dataset)
+    dv = catalog.dataset_version_create(
+        actor=pm, dataset=ds, file=_upload("d.jsonl", b'{"a": 1}\n')
+    )
+    storage, name = dv.file.storage, dv.file.name
+    assert storage.exists(name)
+    with django_capture_on_commit_callbacks(execute=True):
+        catalog.version_delete(actor=pm, version=dv)
+    assert not storage.exists(name)
+
+
+def test_a_taken_slug_is_a_conflict_even_past_validation(pm, monkeypatch):
+    """GIVEN a concurrent create that passed validation WHEN the insert collides THEN 409."""
+    first = product(pm)
+    monkeypatch.setattr(Product, "full_clean", lambda self, **kw: None)
+    with pytest.raises(Conflict) as exc:
+        catalog.product_create(actor=pm, slug=first.slug, name="x", owner_team=first.owner_team)
+    assert exc.value.code == "duplicate"

@@ -13,7 +13,7 @@ from apps.core.api import FILTER_BACKENDS, error_responses
 
 from .. import services
 from ..models import PersonalAccessToken, Team
-from ..roles import AUDITOR
+from ..selectors import team_list_for, token_list_for
 from .serializers import (
     MeSerializer,
     NewTokenSerializer,
@@ -76,10 +76,7 @@ class TeamViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Team.objects.none()
-        user = self.request.user
-        if user.is_superuser or user.has_role(AUDITOR):
-            return Team.objects.all()
-        return Team.objects.filter(pk__in=user.team_ids())
+        return team_list_for(user=self.request.user)
 
 
 @extend_schema_view(
@@ -115,7 +112,7 @@ class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return PersonalAccessToken.objects.none()
-        return PersonalAccessToken.objects.filter(user=self.request.user)
+        return token_list_for(user=self.request.user)
 
     def create(self, request, *args, **kwargs):
         serializer = TokenCreateSerializer(data=request.data)
