@@ -110,7 +110,10 @@ def run(args) -> None:
             "/api/v1/prompt-versions/?content_hash="
             + target.versions.order_by("version").first().content_hash
         ),
-        "prompts by slug search": "/api/v1/prompts/?search=prompt-0&page_size=25",
+        "prompts by slug": "/api/v1/prompts/?slug=prompt-0",
+        "non-deprecated, newest": (
+            f"/api/v1/prompt-versions/?prompt={target.pk}&deprecated=false&ordering=-created_at"
+        ),
     }
     print(
         f"engine: {connection.vendor}; seeded {args.small} versions in "

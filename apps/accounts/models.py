@@ -26,6 +26,14 @@ class User(AbstractUser):
             self._role_cache = cache
         return {role for team_id, role in cache if team is None or team_id == team.pk}
 
+    def team_roles(self) -> dict:
+        """``{team_id: {role, ...}}`` from the same cached membership read as ``roles()``."""
+        self.roles()
+        out: dict = {}
+        for team_id, role in self._role_cache:
+            out.setdefault(team_id, set()).add(role)
+        return out
+
     def has_role(self, *roles: str, team=None) -> bool:
         return bool(self.roles(team) & set(roles))
 

@@ -1,8 +1,12 @@
-"""Reads with rules: every list is scoped to what the user may see (out of scope is a 404)."""
+"""Reads with rules: every list is scoped to what the user may see (out of scope is a 404).
 
-from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
+Scope is django-guardian's: object permissions granted to the user or their groups (one group
+per team role), or the model-level view permission (auditors, superusers) for everything.
+"""
+
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from guardian.shortcuts import get_objects_for_user
+from guardian.utils import get_group_obj_perms_model, get_user_obj_perms_model
 
 from apps.accounts.models import User
 
@@ -18,15 +22,33 @@ from .models import (
 )
 
 
-def _visible(user: User, klass, queryset: QuerySet | None = None) -> QuerySet:
-    meta = klass._meta
-    return get_objects_for_user(
-        user,
-        f"{meta.app_label}.view_{meta.model_name}",
-        klass=queryset if queryset is not None else klass.objects.all(),
-        accept_global_perms=True,
-        with_superuser=True,
+def _scope_exists(user: User, klass, ref: str) -> Q:
+    """guardian's object check as a correlated EXISTS on the direct-FK permission tables.
+
+    ``ref`` names the column holding the guarded object's id (``pk`` for the object itself,
+    the parent's foreign key for versions). The database answers it with index lookups for the
+    rows a page shows, however many objects and grants there are.
+    """
+    codename = f"view_{klass._meta.model_name}"
+    via_group = get_group_obj_perms_model(klass).objects.filter(
+        content_object=OuterRef(ref), group__user=user, permission__codename=codename
     )
+    via_user = get_user_obj_perms_model(klass).objects.filter(
+        content_object=OuterRef(ref), user=user, permission__codename=codename
+    )
+    return Q(Exists(via_group)) | Q(Exists(via_user))
+
+
+def _sees_all(user: User, klass) -> bool:
+    meta = klass._meta
+    return user.is_superuser or user.has_perm(f"{meta.app_label}.view_{meta.model_name}")
+
+
+def _visible(user: User, klass, queryset: QuerySet | None = None) -> QuerySet:
+    qs = queryset if queryset is not None else klass.objects.all()
+    if _sees_all(user, klass):
+        return qs
+    return qs.filter(_scope_exists(user, klass, "pk"))
 
 
 def product_list_for(*, user: User) -> QuerySet[Product]:
@@ -69,15 +91,13 @@ def prompt_list_for(*, user: User) -> QuerySet[PromptTemplate]:
 
 
 def _version_scope(user: User, version_model, parent_model, parent_field: str) -> QuerySet:
+    """Versions whose artifact ``user`` may view."""
     qs = version_model.objects.select_related(
         f"{parent_field}", f"{parent_field}__owner_team", "created_by", "deprecated_by"
     )
-    if user.is_superuser or user.has_perm(
-        f"{parent_model._meta.app_label}.view_{parent_model._meta.model_name}"
-    ):
+    if _sees_all(user, parent_model):
         return qs
-    visible = _visible(user, parent_model).values("pk")
-    return qs.filter(**{f"{parent_field}__in": visible})
+    return qs.filter(_scope_exists(user, parent_model, parent_field))
 
 
 def prompt_version_list_for(*, user: User) -> QuerySet[PromptTemplateVersion]:

@@ -28,9 +28,7 @@ def change_request_queue_for(*, user: User) -> list[ChangeRequest]:
     role (or is an invited reviewer), is not conflicted, and has not signed this content yet."""
     candidates = change_request_list_for(user=user).filter(state__in=REVIEW_STATES)
     candidates = candidates.exclude(requested_by=user).order_by("submitted_at")
-    team_roles: dict = {}
-    for team_id, role in user.memberships.values_list("team_id", "role"):
-        team_roles.setdefault(team_id, set()).add(role)
+    team_roles = user.team_roles()
     waiting = []
     for cr in candidates:
         policy = cr.policy_snapshot or DEFAULT_POLICY
