@@ -92,6 +92,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "apps.core.context_processors.navigation",
+                "apps.changes.context_processors.review_queue",
             ],
         },
     },
@@ -217,7 +218,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "ReleaseStatusEnum": "apps.releases.models.ReleaseStatus",
+        "TokenStatusEnum": "apps.accounts.api.serializers.TOKEN_STATUSES",
+    },
 }
 
 # --- i18n, static, media ---------------------------------------------------------------------

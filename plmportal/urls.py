@@ -7,6 +7,8 @@ from apps.core import views as core_views
 api_v1 = [
     path("", include("apps.accounts.api.urls")),
     path("", include("apps.catalog.api.urls")),
+    path("", include("apps.releases.api.urls")),
+    path("", include("apps.changes.api.urls")),
 ]
 
 urlpatterns = [
@@ -19,4 +21,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("", include("apps.accounts.urls")),
     path("", include("apps.catalog.urls")),
+    path("", include("apps.releases.urls")),
+    path("", include("apps.changes.urls")),
 ]
+handler500 = "apps.core.views.server_error"

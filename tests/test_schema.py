@@ -10,9 +10,12 @@ Nothing is excluded: every operation of the schema runs, the writes and deletes 
 
 To reach real objects rather than only 404s, a generated path ``id`` that is a well-formed UUID is
 replaced by the id of a seeded object of the operation's resource (malformed ids are kept and
-must give a 404), and the relations of a generated body (``owner_team``, ``prompt``, ``model``,
-``dataset``) point at the seeded team and artifacts when present. Each operation is its own
-pytest test with its own freshly seeded data.
+must give a 404); an action gets an object it can succeed on once (a draft change request to
+submit, one in review to sign, an approved one to implement). The relations of a generated body
+(``owner_team``, ``prompt``, ``model``, ``dataset``, ``product``, the release parts, a change
+request's ``baseline`` and ``proposed``) point at the seeded objects when present, and a
+signature's ``password`` is the seeded user's, so approvals and rejections are reached too. Each
+operation is its own pytest test with its own freshly seeded data.
 """
 
 import re
@@ -28,25 +31,28 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from apps.accounts import services as accounts
-from apps.accounts.roles import PRODUCT_MANAGER
+from apps.accounts.roles import ADMIN, PRODUCT_MANAGER, REVIEWER
 from apps.catalog import services as catalog
 from apps.catalog.models import Dataset, Model
+from apps.changes import services as changes
+from apps.releases import services as releases
 
-from .factories import TeamFactory, artifact, member, product, prompt_with_versions
+from .factories import PASSWORD, TeamFactory, artifact, member, product, prompt_with_versions
 
 MAX_EXAMPLES = 20  # fuzzed examples per operation, on top of the examples and coverage phases
 
-RESOURCE = re.compile(r"^/api/v1/(?P<resource>[a-z-]+)/\{id\}/")
+RESOURCE = re.compile(r"^/api/v1/(?P<resource>[a-z-]+)/\{id\}/(?:(?P<action>[a-z-]+)/)?$")
 
 
 @dataclass
 class Seed:
     key: str
     team_slug: str
-    ids: dict[str, str] = field(default_factory=dict)  # resource -> id for reads and writes
+    # resource (or "resource/action") -> id for reads and writes
+    ids: dict[str, str] = field(default_factory=dict)
     disposable: dict[str, str] = field(default_factory=dict)  # resource -> id for DELETE
-    body_refs: dict[str, str] = field(default_factory=dict)  # body field -> id or slug
-    against: str = ""
+    body_refs: dict[str, str | list[str]] = field(default_factory=dict)  # body field -> value
+    against: dict[str, str] = field(default_factory=dict)  # resource -> id for ?against=
 
 
 @pytest.fixture(autouse=True)
@@ -68,11 +74,89 @@ def wsgi_in_test_transaction(db):
     request_finished.connect(close_old_connections)
 
 
+def _change_control(*, team, pm, prod, pv1, pv2, mv, dv1, dv2) -> dict:
+    """Releases, change requests in the states their actions need, and a policy.
+
+    ``pm`` (who also holds the team's admin and reviewer roles) files a draft; another product
+    manager files one that waits for ``pm``'s signature and one a reviewer already approved.
+    """
+    pm2 = member(PRODUCT_MANAGER, team, username="pm2")
+    reviewer = member(REVIEWER, team, username="reviewer")
+    policy = changes.approval_policy_set(
+        actor=pm, product=prod, stage=prod.stage, required_roles=[{"role": REVIEWER}]
+    )
+    live = releases.release_create(
+        actor=pm,
+        product=prod,
+        version="1.0.0",
+        prompt_version=pv1,
+        model_version=mv,
+        dataset_versions=[dv1],
+    )
+    live = releases.release_release(
+        actor=pm, release=releases.release_freeze(actor=pm, release=live)
+    )
+    draft = releases.release_create(
+        actor=pm,
+        product=prod,
+        version="1.1.0",
+        prompt_version=pv2,
+        model_version=mv,
+        dataset_versions=[dv2],
+        settings={"timeout_seconds": 20},
+    )
+    draft_cr = changes.change_request_create(
+        actor=pm, product=prod, title="Concise prompt", rationale="Shorter.", proposed=draft
+    )
+    _, (pv3, pv4) = prompt_with_versions(pm2, "Be brief.", "Be kind.", team=team)
+
+    def filed(version, pv):
+        proposed = releases.release_create(
+            actor=pm2, product=prod, version=version, prompt_version=pv, model_version=mv
+        )
+        cr = changes.change_request_create(
+            actor=pm2,
+            product=prod,
+            title=f"Ship {version}",
+            rationale="Why not.",
+            proposed=proposed,
+        )
+        return changes.change_request_submit(actor=pm2, cr=cr)
+
+    in_review = filed("1.2.0", pv3)
+    approved, _ = changes.change_request_approve(
+        actor=reviewer, cr=filed("1.3.0", pv4), password=PASSWORD, comment="Fine."
+    )
+    return {
+        "ids": {
+            "releases": str(draft.pk),
+            "change-requests": str(draft_cr.pk),
+            "change-requests/approve": str(in_review.pk),
+            "change-requests/reject": str(in_review.pk),
+            "change-requests/comment": str(in_review.pk),
+            "change-requests/implement": str(approved.pk),
+            "approval-policies": str(policy.pk),
+        },
+        "body_refs": {
+            "product": str(prod.pk),
+            "prompt_version": str(pv2.pk),
+            "model_version": str(mv.pk),
+            "dataset_versions": [str(dv2.pk)],
+            "baseline": str(live.pk),
+            "proposed": str(draft.pk),
+            "password": PASSWORD,
+        },
+        "against": {"releases": str(live.pk)},
+    }
+
+
 @pytest.fixture
 def seed(wsgi_in_test_transaction) -> Seed:
     """A team with a product manager and one object of every resource (some with versions)."""
     team = TeamFactory(slug="demo")
     pm = member(PRODUCT_MANAGER, team, username="pm")
+    for role in (ADMIN, REVIEWER):
+        accounts.membership_add(actor=None, user=pm, team=team, role=role)
     prod = product(pm, slug="support-assistant", name="Support assistant")
     prompt, (pv1, pv2) = prompt_with_versions(pm, "You are helpful.", "You are concise.")
     _, (pv_disposable,) = prompt_with_versions(pm, "Throwaway.")
@@ -98,6 +182,9 @@ def seed(wsgi_in_test_transaction) -> Seed:
     mv_disposable = catalog.model_version_create(
         actor=pm, model=artifact(pm, Model), provider="builtin", provider_model="echo-2"
     )
+    control = _change_control(
+        team=team, pm=pm, prod=prod, pv1=pv1, pv2=pv2, mv=mv, dv1=dv1, dv2=dv2
+    )
     spare = accounts.token_create(actor=pm, user=pm, name="spare").token
     key = accounts.token_create(actor=pm, user=pm, name="schemathesis").key
     return Seed(
@@ -113,6 +200,7 @@ def seed(wsgi_in_test_transaction) -> Seed:
             "prompt-versions": str(pv2.pk),
             "teams": str(team.pk),
             "tokens": str(spare.pk),
+            **control["ids"],
         },
         disposable={
             "model-versions": str(mv_disposable.pk),
@@ -124,8 +212,9 @@ def seed(wsgi_in_test_transaction) -> Seed:
             "prompt": str(prompt.pk),
             "model": str(model.pk),
             "dataset": str(dataset.pk),
+            **control["body_refs"],
         },
-        against=str(pv1.pk),
+        against={"prompt-versions": str(pv1.pk), **control["against"]},
     )
 
 
@@ -156,15 +245,19 @@ def _is_uuid(value) -> bool:
 
 def _bind_to_seed(case, seed: Seed) -> None:
     match = RESOURCE.match(case.path)
+    resource = match["resource"] if match else ""
     if match and _is_uuid((case.path_parameters or {}).get("id")):
         pool = seed.disposable if case.method.upper() == "DELETE" else seed.ids
-        resource = match["resource"]
-        case.path_parameters["id"] = pool.get(resource, seed.ids.get(resource))
+        case.path_parameters["id"] = (
+            pool.get(f"{resource}/{match['action']}")
+            or pool.get(resource)
+            or seed.ids.get(resource)
+        )
     if case.path.endswith("/diff/") and _is_uuid((case.query or {}).get("against")):
-        case.query["against"] = seed.against
+        case.query["against"] = seed.against[resource]
     if isinstance(case.body, dict):
         for name, value in seed.body_refs.items():
-            if name in case.body and isinstance(case.body[name], str):
+            if name in case.body and isinstance(case.body[name], type(value)):
                 case.body[name] = value
 
 

@@ -68,6 +68,23 @@ def audit_record(
     return event
 
 
+def audit_changes(
+    *, actor: Any, verb: str, obj: Model, before: dict, after: dict, product_id: Any = None
+) -> AuditEvent | None:
+    """Record an update as the fields that changed, old and new; nothing when none did."""
+    changed = [key for key in after if after[key] != before.get(key)]
+    if not changed:
+        return None
+    return audit_record(
+        actor=actor,
+        verb=verb,
+        obj=obj,
+        product_id=product_id,
+        before={key: before.get(key) for key in changed},
+        after={key: after[key] for key in changed},
+    )
+
+
 @dataclass(frozen=True)
 class ChainReport:
     intact: bool

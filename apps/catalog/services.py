@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Team, User
 from apps.accounts.roles import AUTHOR_ROLES, ROLE_OBJECT_VERBS, ROLES, group_name
-from apps.audit.services import audit_record
+from apps.audit.services import audit_changes, audit_record
 from apps.core.exceptions import ApplicationError, Conflict, Forbidden
 from apps.core.hashing import content_hash
 from apps.core.history import as_actor
@@ -166,14 +166,13 @@ def product_update(
             return product
         _full_clean(product)
         as_actor(product, actor).save()
-        changed = {k for k in after if before[k] != after[k]}
-        audit_record(
+        audit_changes(
             actor=actor,
             verb="product.updated",
             obj=product,
             product_id=product.pk,
-            before={k: before[k] for k in changed},
-            after={k: after[k] for k in changed},
+            before=before,
+            after=after,
         )
     return product
 
@@ -270,13 +269,12 @@ def artifact_update(
             return artifact
         _full_clean(artifact)
         as_actor(artifact, actor).save()
-        changed = {k for k in after if before[k] != after[k]}
-        audit_record(
+        audit_changes(
             actor=actor,
             verb=f"{artifact.audit_noun}.updated",
             obj=artifact,
-            before={k: before[k] for k in changed},
-            after={k: after[k] for k in changed},
+            before=before,
+            after=after,
         )
     return artifact
 

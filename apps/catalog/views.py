@@ -49,6 +49,7 @@ from .models import (
     PromptTemplateVersion,
     Stage,
 )
+from .panels import product_panels
 
 PAGE_SIZE = 25
 HISTORY_LIMIT = 50
@@ -365,6 +366,7 @@ def product_detail(request, pk):
         "catalog/product_detail.html",
         {
             "product": product,
+            "panels": product_panels(request=request, product=product, can_change=can_change),
             "can_change": can_change,
             "transitions": STAGE_TRANSITIONS[product.stage] if can_change else (),
             "stages": Stage.values,

@@ -1,6 +1,6 @@
 """Reads of change requests: scoped lists and the reviewer's queue."""
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
 from apps.accounts.models import User
 from apps.catalog.selectors import product_list_for
@@ -23,25 +23,38 @@ def change_request_list_for(*, user: User) -> QuerySet[ChangeRequest]:
     return qs.filter(product__in=product_list_for(user=user).values("pk"))
 
 
+def _queue_candidates(user: User) -> QuerySet[ChangeRequest]:
+    """In review, not requested by ``user``, and not yet signed by them for this content."""
+    signed = Approval.objects.filter(
+        change_request=OuterRef("pk"), reviewer=user, fingerprint=OuterRef("fingerprint")
+    ).exclude(decision="comment")
+    return (
+        change_request_list_for(user=user)
+        .filter(state__in=REVIEW_STATES)
+        .exclude(requested_by=user)
+        .exclude(Exists(signed))
+    )
+
+
+def _waits_for(user: User, team_roles: dict, team_id, policy: dict | None, conflicted) -> bool:
+    """The user holds a required role in the product's team (or is invited), and is not
+    conflicted (requester or author of the proposed content)."""
+    policy = policy or DEFAULT_POLICY
+    required = {rule["role"] for rule in policy["required_roles"]}
+    invited = user.get_username() in policy["optional_reviewers"]
+    eligible = bool(team_roles.get(team_id, set()) & required) or invited
+    return eligible and str(user.pk) not in (conflicted or [])
+
+
 def change_request_queue_for(*, user: User) -> list[ChangeRequest]:
-    """Change requests in review that wait for ``user``'s signature: the user holds a required
-    role (or is an invited reviewer), is not conflicted, and has not signed this content yet."""
-    candidates = change_request_list_for(user=user).filter(state__in=REVIEW_STATES)
-    candidates = candidates.exclude(requested_by=user).order_by("submitted_at")
+    """Change requests in review that wait for ``user``'s signature, oldest first.
+
+    The signature check is an EXISTS in SQL; the policy check runs on the fetched rows."""
     team_roles = user.team_roles()
-    waiting = []
-    for cr in candidates:
-        policy = cr.policy_snapshot or DEFAULT_POLICY
-        required = {rule["role"] for rule in policy["required_roles"]}
-        invited = user.get_username() in policy["optional_reviewers"]
-        if not (team_roles.get(cr.product.owner_team_id, set()) & required or invited):
-            continue
-        if str(user.pk) in cr.conflicted_user_ids:
-            continue
-        signed = any(
-            a.reviewer_id == user.pk and a.fingerprint == cr.fingerprint and a.decision != "comment"
-            for a in cr.approvals.all()
+    return [
+        cr
+        for cr in _queue_candidates(user).order_by("submitted_at")
+        if _waits_for(
+            user, team_roles, cr.product.owner_team_id, cr.policy_snapshot, cr.conflicted_user_ids
         )
-        if not signed:
-            waiting.append(cr)
-    return waiting
+    ]

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Membership, User
 from apps.accounts.roles import ROLES
-from apps.audit.services import audit_record
+from apps.audit.services import audit_changes, audit_record
 from apps.catalog.models import Product, Stage
 from apps.core.exceptions import ApplicationError, Conflict, Forbidden
 from apps.core.hashing import content_hash
@@ -170,6 +170,11 @@ def approval_policy_set(
     return policy
 
 
+def _policy(cr: ChangeRequest) -> dict:
+    """The policy a change request is judged by: the copy taken at submit, else today's."""
+    return cr.policy_snapshot or policy_in_force(cr.product)
+
+
 def policy_in_force(product: Product) -> dict:
     policy = ApprovalPolicy.objects.filter(product=product, stage=product.stage).first()
     if policy is not None:
@@ -229,7 +234,7 @@ class Quorum:
 
 def quorum_status(cr: ChangeRequest, approvals: list[Approval] | None = None) -> Quorum:
     """Count the valid (current-fingerprint) signatures against the copied policy."""
-    policy = cr.policy_snapshot or policy_in_force(cr.product)
+    policy = _policy(cr)
     if approvals is None:
         approvals = list(cr.approvals.all())
     valid = [a for a in approvals if a.fingerprint == cr.fingerprint and a.required]
@@ -429,21 +434,19 @@ def change_request_update(
         cr.full_clean(exclude=["fingerprint", "requested_by"])
         as_actor(cr, actor).save()
         after = _snapshot(cr)
-        changed = [k for k in after if after[k] != before[k]]
-        if changed:
-            audit_record(
-                actor=actor,
-                verb="change_request.updated",
-                obj=cr,
-                product_id=cr.product_id,
-                before={k: before[k] for k in changed},
-                after={k: after[k] for k in changed},
-            )
+        audit_changes(
+            actor=actor,
+            verb="change_request.updated",
+            obj=cr,
+            product_id=cr.product_id,
+            before=before,
+            after=after,
+        )
     return cr
 
 
 def _eligible_reviewers(cr: ChangeRequest) -> list[User]:
-    policy = cr.policy_snapshot or DEFAULT_POLICY
+    policy = _policy(cr)
     roles = [rule["role"] for rule in policy["required_roles"]]
     members = Membership.objects.filter(team_id=cr.product.owner_team_id, role__in=roles)
     users = {m.user for m in members.select_related("user")}
@@ -516,7 +519,7 @@ def change_request_submit(*, actor: User, cr: ChangeRequest) -> ChangeRequest:
 
 def _signature_role(actor: User, cr: ChangeRequest) -> tuple[str, bool]:
     """The role ``actor`` signs as, and whether it counts toward a required quorum."""
-    policy = cr.policy_snapshot or DEFAULT_POLICY
+    policy = _policy(cr)
     team_roles = actor.roles(team=cr.product.owner_team)
     for rule in policy["required_roles"]:
         if rule["role"] in team_roles:
@@ -526,6 +529,16 @@ def _signature_role(actor: User, cr: ChangeRequest) -> tuple[str, bool]:
     if actor.get_username() in policy["comment_only"]:
         raise Forbidden("comment_only", "You are a comment-only reviewer of this change.")
     raise Forbidden("not_a_reviewer", "You are not a reviewer of this change request.")
+
+
+def _check_standing(actor: User, cr: ChangeRequest) -> None:
+    """May ``actor`` sign at all? Checked before the password, so a requester is told why."""
+    if actor.pk in conflicted_users(cr):
+        raise Forbidden(
+            "separation_of_duties",
+            "You requested this change or authored part of it, so you cannot approve or reject it.",
+        )
+    _signature_role(actor, cr)
 
 
 def _check_password(actor: User, password: str, cr: ChangeRequest) -> None:
@@ -551,6 +564,7 @@ def _decide(*, actor: User, cr: ChangeRequest, decision: str, password: str, com
     visible = ChangeRequest.objects.select_related("product").get(pk=cr.pk)
     if not actor.has_perm("catalog.view_product", visible.product):
         raise Forbidden("forbidden", "You cannot see this change request.")
+    _check_standing(actor, visible)
     _check_password(actor, password, visible)
     with transaction.atomic():
         cr = _lock(cr)
@@ -559,12 +573,7 @@ def _decide(*, actor: User, cr: ChangeRequest, decision: str, password: str, com
                 "invalid_transition",
                 f"This change request is {cr.state.replace('_', ' ')}; it is not in review.",
             )
-        if actor.pk in conflicted_users(cr):
-            raise Forbidden(
-                "separation_of_duties",
-                "You requested this change or authored part of it, so you cannot approve or "
-                "reject it.",
-            )
+        _check_standing(actor, cr)  # again, under the lock
         role, required = _signature_role(actor, cr)
         if cr.approvals.filter(
             reviewer=actor,
@@ -603,7 +612,7 @@ def _decide(*, actor: User, cr: ChangeRequest, decision: str, password: str, com
             },
         )
         quorum = quorum_status(cr)
-        policy = cr.policy_snapshot or DEFAULT_POLICY
+        policy = _policy(cr)
         if decision == Decision.REJECT and required and policy["veto"]:
             cr.decided_at = timezone.now()
             _move(
@@ -725,11 +734,15 @@ def change_request_comment(*, actor: User, cr: ChangeRequest, comment: str) -> A
             raise Forbidden("forbidden", "You cannot see this change request.")
         if cr.state in (CRState.IMPLEMENTED, CRState.REJECTED):
             raise Conflict("closed", f"This change request is {cr.state}; it is closed.")
-        policy = cr.policy_snapshot or policy_in_force(cr.product)
+        policy = _policy(cr)
         reviewer_roles = {rule["role"] for rule in policy["required_roles"]}
         is_reviewer = bool(actor.roles(team=cr.product.owner_team) & reviewer_roles) or (
             actor.get_username() in policy["optional_reviewers"] + policy["comment_only"]
         )
+        if not (is_reviewer or actor.has_perm("catalog.change_product", cr.product)):
+            raise Forbidden(
+                "forbidden", "Only the change's reviewers and the product team can comment."
+            )
         if cr.state == CRState.SUBMITTED and is_reviewer and actor.pk not in conflicted_users(cr):
             _move(actor=actor, cr=cr, to=CRState.IN_REVIEW, verb="change_request.in_review")
         approval = as_actor(

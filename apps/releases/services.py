@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.models import User
-from apps.audit.services import audit_record
+from apps.audit.services import audit_changes, audit_record
 from apps.catalog.models import DatasetVersion, ModelVersion, Product, PromptTemplateVersion
 from apps.core.exceptions import ApplicationError, Conflict, Forbidden
 from apps.core.hashing import content_hash
@@ -144,6 +144,7 @@ def _snapshot(release: Release) -> dict:
         "model_version": str(release.model_version_id),
         "dataset_versions": sorted(str(d.dataset_version_id) for d in release.dataset_links.all()),
         "settings": release.settings,
+        "notes": release.notes,
         "fingerprint": release.fingerprint,
     }
 
@@ -292,16 +293,14 @@ def release_update(
                 if dv.pk not in have:
                     as_actor(ReleaseDataset(release=release, dataset_version=dv), actor).save()
         after = _snapshot(release)
-        changed = [k for k in after if after[k] != before[k]]
-        if changed:
-            audit_record(
-                actor=actor,
-                verb="release.updated",
-                obj=release,
-                product_id=release.product_id,
-                before={k: before[k] for k in changed},
-                after={k: after[k] for k in changed},
-            )
+        audit_changes(
+            actor=actor,
+            verb="release.updated",
+            obj=release,
+            product_id=release.product_id,
+            before=before,
+            after=after,
+        )
     return release
 
 

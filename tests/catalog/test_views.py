@@ -26,9 +26,9 @@ pytestmark = pytest.mark.django_db
 KINDS = [("prompt", PromptTemplate), ("model", Model), ("dataset", Dataset)]
 
 # Exact query counts of the list pages, whatever the number of rows (asserted with 3 and 30).
-PRODUCT_LIST_QUERIES = 7
-PROMPT_LIST_QUERIES = 7
-PROMPT_DETAIL_QUERIES = 11
+PRODUCT_LIST_QUERIES = 8
+PROMPT_LIST_QUERIES = 8
+PROMPT_DETAIL_QUERIES = 12
 
 
 @pytest.fixture(autouse=True)
