@@ -25,6 +25,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts.roles import AUTHOR_ROLES
 from apps.audit.models import AuditEvent
+from apps.audit.selectors import recent_activity_for
 from apps.core.exceptions import ApplicationError
 from apps.core.permissions import perm_name
 
@@ -230,6 +231,8 @@ _EVENT_URLS = {
     "catalog.prompttemplateversion": "prompt_version_detail",
     "catalog.modelversion": "model_version_detail",
     "catalog.datasetversion": "dataset_version_detail",
+    "releases.release": "release_detail",  # URL names only: reversed when present
+    "changes.changerequest": "change_detail",
 }
 
 
@@ -254,11 +257,7 @@ def dashboard(request):
         row["stage"]: row["n"]
         for row in products.order_by().values("stage").annotate(n=Count("pk"))
     }
-    events = list(
-        AuditEvent.objects.filter(Q(product_id__in=products.values("pk")) | Q(actor_id=user.pk))
-        .exclude(verb__startswith="login.")
-        .order_by("-seq")[:15]
-    )
+    events = recent_activity_for(user=user, product_ids=products.values("pk"))
     for event in events:
         event.url = _event_url(event)
     counts = {
