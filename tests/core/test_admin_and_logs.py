@@ -57,3 +57,21 @@ def test_log_lines_are_json_with_the_request_id():
     assert line["message"] == "hello world"
     assert line["request_id"] == "rid-1"
     assert line["custom"] == {"a": 1}
+
+
+def test_change_control_admin_is_read_only(client):
+    from apps.accounts.models import User
+    from tests.changes.helpers import submitted_cr
+
+    admin = User.objects.create_superuser("root2", "r@example.test", "x-long-pass-1")
+    cr = submitted_cr(member("product_manager"))
+    client.force_login(admin)
+    for url in (
+        "/admin/changes/changerequest/",
+        f"/admin/changes/changerequest/{cr.pk}/change/",
+        "/admin/releases/release/",
+        f"/admin/releases/release/{cr.proposed_id}/change/",
+        "/admin/changes/approvalpolicy/",
+    ):
+        assert client.get(url).status_code == 200, url
+    assert client.get("/admin/changes/changerequest/add/").status_code == 403
