@@ -19,6 +19,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.formats import date_format
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 from guardian.shortcuts import get_objects_for_user
 
@@ -564,12 +565,14 @@ def _sign(request: HttpRequest, pk, decision: str) -> HttpResponse:
     return _render_detail(request, pk, status=status, sign_form=form)
 
 
+@sensitive_post_parameters("password")
 @login_required
 @require_POST
 def change_approve(request, pk):
     return _sign(request, pk, Decision.APPROVE)
 
 
+@sensitive_post_parameters("password")
 @login_required
 @require_POST
 def change_reject(request, pk):
