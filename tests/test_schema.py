@@ -20,7 +20,9 @@ operation is its own pytest test with its own freshly seeded data.
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import pytest
 import schemathesis
@@ -41,6 +43,9 @@ from .factories import PASSWORD, TeamFactory, artifact, member, product, prompt_
 
 MAX_EXAMPLES = 20  # fuzzed examples per operation, on top of the examples and coverage phases
 
+CHANGE_CONTROL = re.compile(
+    r"^/api/v1/(releases|change-requests|approval-policies|products/\{id\}/live)/"
+)
 RESOURCE = re.compile(r"^/api/v1/(?P<resource>[a-z-]+)/\{id\}/(?:(?P<action>[a-z-]+)/)?$")
 
 
@@ -53,6 +58,16 @@ class Seed:
     disposable: dict[str, str] = field(default_factory=dict)  # resource -> id for DELETE
     body_refs: dict[str, str | list[str]] = field(default_factory=dict)  # body field -> value
     against: dict[str, str] = field(default_factory=dict)  # resource -> id for ?against=
+    # Releases, change requests and policies, made for the operations that use them only.
+    change_control: Callable[[], dict] | None = None
+
+    def with_change_control(self) -> None:
+        if self.change_control is None:
+            return
+        made, self.change_control = self.change_control(), None
+        self.ids.update(made["ids"])
+        self.body_refs.update(made["body_refs"])
+        self.against.update(made["against"])
 
 
 @pytest.fixture(autouse=True)
@@ -182,9 +197,6 @@ def seed(wsgi_in_test_transaction) -> Seed:
     mv_disposable = catalog.model_version_create(
         actor=pm, model=artifact(pm, Model), provider="builtin", provider_model="echo-2"
     )
-    control = _change_control(
-        team=team, pm=pm, prod=prod, pv1=pv1, pv2=pv2, mv=mv, dv1=dv1, dv2=dv2
-    )
     spare = accounts.token_create(actor=pm, user=pm, name="spare").token
     key = accounts.token_create(actor=pm, user=pm, name="schemathesis").key
     return Seed(
@@ -200,7 +212,6 @@ def seed(wsgi_in_test_transaction) -> Seed:
             "prompt-versions": str(pv2.pk),
             "teams": str(team.pk),
             "tokens": str(spare.pk),
-            **control["ids"],
         },
         disposable={
             "model-versions": str(mv_disposable.pk),
@@ -212,9 +223,11 @@ def seed(wsgi_in_test_transaction) -> Seed:
             "prompt": str(prompt.pk),
             "model": str(model.pk),
             "dataset": str(dataset.pk),
-            **control["body_refs"],
         },
-        against={"prompt-versions": str(pv1.pk), **control["against"]},
+        against={"prompt-versions": str(pv1.pk)},
+        change_control=partial(
+            _change_control, team=team, pm=pm, prod=prod, pv1=pv1, pv2=pv2, mv=mv, dv1=dv1, dv2=dv2
+        ),
     )
 
 
@@ -244,6 +257,8 @@ def _is_uuid(value) -> bool:
 
 
 def _bind_to_seed(case, seed: Seed) -> None:
+    if CHANGE_CONTROL.match(case.path):
+        seed.with_change_control()
     match = RESOURCE.match(case.path)
     resource = match["resource"] if match else ""
     if match and _is_uuid((case.path_parameters or {}).get("id")):

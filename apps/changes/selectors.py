@@ -5,7 +5,7 @@ from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from apps.accounts.models import User
 from apps.catalog.selectors import product_list_for
 
-from .models import REVIEW_STATES, Approval, ChangeRequest
+from .models import REVIEW_STATES, Approval, ApprovalPolicy, ChangeRequest
 from .services import DEFAULT_POLICY
 
 
@@ -58,3 +58,11 @@ def change_request_queue_for(*, user: User) -> list[ChangeRequest]:
             user, team_roles, cr.product.owner_team_id, cr.policy_snapshot, cr.conflicted_user_ids
         )
     ]
+
+
+def approval_policy_list_for(*, user: User) -> QuerySet[ApprovalPolicy]:
+    """The policies of the products ``user`` may see."""
+    qs = ApprovalPolicy.objects.select_related("product")
+    if user.is_superuser or user.has_perm("catalog.view_product"):
+        return qs
+    return qs.filter(product__in=product_list_for(user=user).values("pk"))

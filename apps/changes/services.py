@@ -6,6 +6,7 @@ same request, the role signed as, and the request's fingerprint at that moment.
 """
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -15,6 +16,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Membership, User
 from apps.accounts.roles import ROLES
+from apps.audit.models import AuditEvent
 from apps.audit.services import audit_changes, audit_record
 from apps.catalog.models import Product, Stage
 from apps.core.exceptions import ApplicationError, Conflict, Forbidden
@@ -176,7 +178,12 @@ def _policy(cr: ChangeRequest) -> dict:
 
 
 def policy_in_force(product: Product) -> dict:
-    policy = ApprovalPolicy.objects.filter(product=product, stage=product.stage).first()
+    """The product's policy for its current stage (from prefetched ``policies`` when loaded),
+    else the default policy."""
+    if "policies" in getattr(product, "_prefetched_objects_cache", {}):
+        policy = next((p for p in product.policies.all() if p.stage == product.stage), None)
+    else:
+        policy = ApprovalPolicy.objects.filter(product=product, stage=product.stage).first()
     if policy is not None:
         return policy.snapshot()
     return {**DEFAULT_POLICY, "stage": product.stage}
@@ -542,6 +549,17 @@ def _check_standing(actor: User, cr: ChangeRequest) -> None:
 
 
 def _check_password(actor: User, password: str, cr: ChangeRequest) -> None:
+    """The signature. Failures are audited, and past AXES_FAILURE_LIMIT of them within the
+    cool-off time the user may not sign at all, so a stolen session cannot guess on."""
+    since = timezone.now() - timedelta(hours=settings.AXES_COOLOFF_TIME)
+    failures = AuditEvent.objects.filter(
+        actor_id=actor.pk, verb="signature.failed", at__gte=since
+    ).count()
+    if failures >= settings.AXES_FAILURE_LIMIT:
+        raise Forbidden(
+            "signature_locked",
+            "Too many wrong passwords: signing is locked for a while. Try again later.",
+        )
     if password and actor.check_password(password):
         return
     with transaction.atomic():

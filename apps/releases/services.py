@@ -383,21 +383,6 @@ def release_release(*, actor: User, release: Release) -> Release:
     return release
 
 
-def release_deprecate(*, actor: User, release: Release) -> Release:
-    with transaction.atomic():
-        release = Release.objects.select_for_update().select_related("product").get(pk=release.pk)
-        _require_change(actor, release.product)
-        if release.status == ReleaseStatus.RELEASED:
-            raise Conflict(
-                "live",
-                f"{release} is live; release its successor through a change request, which "
-                "deprecates it.",
-            )
-        return _move(
-            actor=actor, release=release, to=ReleaseStatus.DEPRECATED, verb="release.deprecated"
-        )
-
-
 def release_retire(*, actor: User, release: Release) -> Release:
     with transaction.atomic():
         release = Release.objects.select_for_update().select_related("product").get(pk=release.pk)

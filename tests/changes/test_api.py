@@ -326,8 +326,15 @@ def test_full_flow_through_the_api(client_for, pm, reviewer):
 
 
 def test_requester_approval_is_separation_of_duties(client_for, pm):
-    """GIVEN a PM who is also a reviewer of the team WHEN approving their own change THEN 403."""
+    """GIVEN a requester, then one who is also a reviewer of the team WHEN approving their own
+    change THEN 403 separation_of_duties, and nothing is recorded."""
     from apps.accounts.services import membership_add
+
+    cr = submitted_cr(pm)
+    client = client_for(pm)
+    seq = last_seq()
+    assert_error(_post(client, cr, "approve", {"password": PASSWORD}), 403, "separation_of_duties")
+    assert verbs_since(seq) == Counter()
 
     membership_add(actor=None, user=pm, team=_team_of(pm), role=REVIEWER)
     pm = type(pm).objects.get(pk=pm.pk)

@@ -243,3 +243,25 @@ def test_a_reviewer_comment_starts_the_review_without_signing(pm):
     assert changes.quorum_status(cr).met is False
     with pytest.raises(ApplicationError):
         changes.change_request_comment(actor=reviewer, cr=cr, comment="  ")
+
+
+def test_signing_locks_after_repeated_wrong_passwords(pm, settings):
+    """GIVEN a stolen session guessing passwords WHEN the limit is reached THEN no more tries."""
+    settings.AXES_FAILURE_LIMIT = 3
+    reviewer = team_reviewer(pm)
+    cr = submitted_cr(pm)
+    for _ in range(3):
+        with pytest.raises(Forbidden) as exc:
+            changes.change_request_approve(actor=reviewer, cr=cr, password="guess")
+        assert exc.value.code == "bad_signature"
+    with pytest.raises(Forbidden) as exc:
+        changes.change_request_approve(actor=reviewer, cr=cr, password=PASSWORD)
+    assert exc.value.code == "signature_locked"
+
+
+def test_requester_is_told_why_before_any_password_check(pm):
+    cr = submitted_cr(pm)
+    with pytest.raises(Forbidden) as exc:
+        changes.change_request_approve(actor=pm, cr=cr, password="wrong")
+    assert exc.value.code == "separation_of_duties"
+    assert not AuditEvent.objects.filter(verb="signature.failed").exists()

@@ -298,14 +298,14 @@ def test_releases_are_not_deleted_or_put(client_for, pm):
 # --- Status actions ----------------------------------------------------------------------------
 
 
-def test_deprecate_and_retire_follow_the_status_table(client_for, pm):
+def test_retire_follows_the_status_table(client_for, pm):
+    """A live release is only ever deprecated by its successor's change request: there is no
+    deprecate action, and retiring it is refused."""
     live = _released(pm)
     draft = release(pm, live.product, "1.1.0")
     client = client_for(pm)
     seq = last_seq()
-    body = assert_error(client.post(f"{URL}{live.pk}/deprecate/"), 409, "live")
-    assert "change request" in body["message"]
-    assert_error(client.post(f"{URL}{draft.pk}/deprecate/"), 409, "invalid_transition")
+    assert client.post(f"{URL}{live.pk}/deprecate/").status_code == 404
     assert_error(client.post(f"{URL}{live.pk}/retire/"), 409, "invalid_transition")
     assert verbs_since(seq) == Counter()
 
@@ -316,10 +316,11 @@ def test_deprecate_and_retire_follow_the_status_table(client_for, pm):
     assert verbs_since(seq) == Counter({"release.retired": 1})
 
 
-def test_reviewer_may_not_deprecate(client_for, pm):
+def test_reviewer_may_not_retire(client_for, pm):
     live = _released(pm)
+    draft = release(pm, live.product, "1.1.0")
     reviewer = member(REVIEWER, _team_of(pm))
-    assert_error(client_for(reviewer).post(f"{URL}{live.pk}/deprecate/"), 403, "forbidden")
+    assert_error(client_for(reviewer).post(f"{URL}{draft.pk}/retire/"), 403, "forbidden")
 
 
 # --- Filters -----------------------------------------------------------------------------------

@@ -1,7 +1,5 @@
 """Shapes of the change-control API. Shapes only: every rule is in ``changes.services``."""
 
-import copy
-
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -17,7 +15,7 @@ from apps.releases.diff import release_diff
 from apps.releases.models import Release
 
 from ..models import Approval, ApprovalPolicy, ChangeRequest, CRKind, CRState, Decision, Risk
-from ..services import DEFAULT_POLICY, Quorum, quorum_status
+from ..services import Quorum, quorum_status
 
 
 def _username_field() -> serializers.SlugRelatedField:
@@ -160,22 +158,8 @@ class QuorumSerializer(serializers.Serializer):
 
 
 def quorum_of(cr: ChangeRequest) -> Quorum:
-    """``changes.services.quorum_status`` from the prefetched rows (no query per row).
-
-    Before submission a request has no copied policy and ``quorum_status`` reads the policy in
-    force with a query; the list prefetches the products' policies, so the policy in force is
-    taken from there (a product's policy for its stage, else the default, as
-    ``policy_in_force`` does).
-    """
-    approvals = list(cr.approvals.all())
-    prefetched = getattr(cr.product, "_prefetched_objects_cache", {})
-    if cr.policy_snapshot or "policies" not in prefetched:
-        return quorum_status(cr, approvals)
-    stage = cr.product.stage
-    policy = next((p for p in cr.product.policies.all() if p.stage == stage), None)
-    preview = copy.copy(cr)
-    preview.policy_snapshot = policy.snapshot() if policy else {**DEFAULT_POLICY, "stage": stage}
-    return quorum_status(preview, approvals)
+    """``quorum_status`` from the prefetched approvals and product policies (no query a row)."""
+    return quorum_status(cr, list(cr.approvals.all()))
 
 
 class ChangeRequestSerializer(serializers.ModelSerializer):

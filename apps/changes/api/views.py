@@ -17,7 +17,6 @@ from rest_framework.decorators import action
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
-from apps.catalog import selectors as catalog_selectors
 from apps.core.api import FILTER_BACKENDS, error_responses
 from apps.releases.models import ReleaseDataset
 
@@ -293,8 +292,7 @@ class ApprovalPolicyViewSet(
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return ApprovalPolicy.objects.none()
-        visible = catalog_selectors.product_list_for(user=self.request.user).values("pk")
-        return ApprovalPolicy.objects.select_related("product").filter(product__in=visible)
+        return selectors.approval_policy_list_for(user=self.request.user)
 
     def _respond(self, policy: ApprovalPolicy, status_code: int = status.HTTP_200_OK):
         fresh = self.get_queryset().get(pk=policy.pk)

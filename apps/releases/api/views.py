@@ -87,11 +87,6 @@ def release_ref(release: Release | None) -> dict | None:
         request=ReleaseUpdateSerializer,
         responses={200: ReleaseSerializer, **WRITE_ERRORS},
     ),
-    deprecate=extend_schema(
-        summary="Deprecate a release",
-        request=None,
-        responses={200: ReleaseSerializer, **ACTION_ERRORS},
-    ),
     retire=extend_schema(
         summary="Retire a release (it stays readable)",
         request=None,
@@ -136,11 +131,6 @@ class ReleaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         serializer.is_valid(raise_exception=True)
         changes = {k: v for k, v in serializer.validated_data.items() if k != "product"}
         release = services.release_update(actor=request.user, release=release, **changes)
-        return self._respond(release)
-
-    @action(detail=True, methods=["post"])
-    def deprecate(self, request, *args, **kwargs):
-        release = services.release_deprecate(actor=request.user, release=self.get_object())
         return self._respond(release)
 
     @action(detail=True, methods=["post"])
