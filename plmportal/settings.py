@@ -32,6 +32,11 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+
+# Fernet keys that encrypt provider secrets at rest (apps/gateway/secrets.py): comma-separated,
+# newest first; older keys stay readable until `manage.py rotate_secrets` re-encrypts under the
+# newest. Empty: the embedded set-up generates one into DATA_DIR/secret_keys (mode 0600).
+PLM_SECRET_KEYS = env.list("PLM_SECRET_KEYS", default=[])
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -57,6 +62,7 @@ INSTALLED_APPS = [
     "apps.catalog",
     "apps.releases",
     "apps.changes",
+    "apps.gateway",
     "apps.demo",
 ]
 
@@ -221,6 +227,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ReleaseStatusEnum": "apps.releases.models.ReleaseStatus",
         "TokenStatusEnum": "apps.accounts.api.serializers.TOKEN_STATUSES",
+        "ProviderKindEnum": "apps.gateway.models.ProviderKind",
+        "KindEnum": "apps.changes.models.CRKind",  # keeps its name beside ProviderKindEnum
     },
 }
 

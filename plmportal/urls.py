@@ -9,6 +9,7 @@ api_v1 = [
     path("", include("apps.catalog.api.urls")),
     path("", include("apps.releases.api.urls")),
     path("", include("apps.changes.api.urls")),
+    path("", include("apps.gateway.api.urls")),
 ]
 
 urlpatterns = [

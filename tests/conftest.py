@@ -1,4 +1,5 @@
 import pytest
+from cryptography.fernet import Fernet
 from rest_framework.test import APIClient
 
 from apps.accounts.services import token_create
@@ -7,6 +8,12 @@ from apps.accounts.services import token_create
 @pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
+def _secret_keys(settings):
+    """Each test encrypts provider secrets under its own fresh key, never a key file."""
+    settings.PLM_SECRET_KEYS = [Fernet.generate_key().decode()]
 
 
 @pytest.fixture(autouse=True)

@@ -197,6 +197,11 @@ def seed(wsgi_in_test_transaction) -> Seed:
     mv_disposable = catalog.model_version_create(
         actor=pm, model=artifact(pm, Model), provider="builtin", provider_model="echo-2"
     )
+    from apps.gateway.services import provider_create
+
+    provider = provider_create(
+        actor=pm, slug="builtin", name="Built-in", kind="builtin", secret="not-a-real-secret"
+    )
     spare = accounts.token_create(actor=pm, user=pm, name="spare").token
     key = accounts.token_create(actor=pm, user=pm, name="schemathesis").key
     return Seed(
@@ -212,6 +217,7 @@ def seed(wsgi_in_test_transaction) -> Seed:
             "prompt-versions": str(pv2.pk),
             "teams": str(team.pk),
             "tokens": str(spare.pk),
+            "providers": str(provider.pk),
         },
         disposable={
             "model-versions": str(mv_disposable.pk),

@@ -3,6 +3,8 @@
 Idempotent: every step looks for what it would create first, so a second run changes nothing.
 """
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import transaction
 
@@ -162,8 +164,33 @@ def seed_demo() -> dict:
                 changelog="Friendlier, answers in language.",
             )
             created.append("prompt versions")
+        created += _seed_provider(users["admin"])
         created += _seed_changes(users, product)
     return {"team": team, "product": product, "created": created}
+
+
+def _seed_provider(admin: User) -> list[str]:
+    """The built-in deterministic provider the demo model version runs on."""
+    from apps.gateway.models import Provider
+    from apps.gateway.services import provider_create, provider_price_set
+
+    if Provider.objects.filter(slug="builtin").exists():
+        return []
+    provider = provider_create(
+        actor=admin,
+        slug="builtin",
+        name="Built-in (deterministic)",
+        kind="builtin",
+        config={"latency_ms": 0},
+    )
+    provider_price_set(
+        actor=admin,
+        provider=provider,
+        provider_model="echo-1",
+        input_per_million=Decimal("0.50"),
+        output_per_million=Decimal("1.50"),
+    )
+    return ["provider builtin"]
 
 
 def _seed_changes(users: dict, product: Product) -> list[str]:

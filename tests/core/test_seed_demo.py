@@ -39,6 +39,12 @@ def test_seed_demo_builds_the_demo_organisation_once(capsys, settings):
     states = dict(ChangeRequest.objects.values_list("proposed__version", "state"))
     assert states == {"1.0.0": "implemented", "1.1.0": "in_review"}
 
+    from apps.gateway.models import Provider
+
+    builtin = Provider.objects.get(slug="builtin")
+    assert builtin.kind == "builtin"
+    assert released.model_version.provider == builtin.slug
+
     events = AuditEvent.objects.count()
     history = product.history.count()
     call_command("seed_demo")

@@ -1,0 +1,1 @@
+"""Provider adapters: one module per provider kind, each speaking OpenAI's chat shape."""
