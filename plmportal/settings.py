@@ -37,6 +37,12 @@ SECRET_KEY = _secret_key()
 # newest first; older keys stay readable until `manage.py rotate_secrets` re-encrypts under the
 # newest. Empty: the embedded set-up generates one into DATA_DIR/secret_keys (mode 0600).
 PLM_SECRET_KEYS = env.list("PLM_SECRET_KEYS", default=[])
+
+# The call pipeline's retries: exponential backoff with full jitter, base and cap in seconds;
+# a 429's Retry-After is honoured up to its own cap.
+GATEWAY_BACKOFF_BASE_SECONDS = env.float("GATEWAY_BACKOFF_BASE_SECONDS", default=0.25)
+GATEWAY_BACKOFF_CAP_SECONDS = env.float("GATEWAY_BACKOFF_CAP_SECONDS", default=8.0)
+GATEWAY_RETRY_AFTER_CAP_SECONDS = env.float("GATEWAY_RETRY_AFTER_CAP_SECONDS", default=30.0)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 

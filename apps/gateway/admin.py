@@ -3,7 +3,7 @@
 from django.contrib import admin
 from simple_history.admin import SimpleHistoryAdmin
 
-from .models import Provider, ProviderPrice
+from .models import Provider, ProviderCall, ProviderPrice
 
 
 class ProviderPriceInline(admin.TabularInline):
@@ -49,4 +49,36 @@ class ProviderPriceAdmin(SimpleHistoryAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ProviderCall)
+class ProviderCallAdmin(admin.ModelAdmin):
+    """Read-only: calls are telemetry written by the pipeline."""
+
+    actions = None
+    list_display = (
+        "created_at",
+        "provider",
+        "provider_model",
+        "outcome",
+        "attempts",
+        "tokens_in",
+        "tokens_out",
+        "cost",
+        "latency_ms",
+        "cache_hit",
+    )
+    list_filter = ("outcome", "cache_hit", "provider")
+    list_select_related = ("provider",)
+    search_fields = ("provider_model", "error_class")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

@@ -5,6 +5,9 @@ clear, never in history (the field is excluded from it), never in an audit event
 ``"set"`` or ``"changed"``), never in an API response (which says ``secret_set``).
 """
 
+import uuid
+from decimal import Decimal
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
@@ -107,3 +110,50 @@ class ProviderPrice(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.provider.slug}:{self.provider_model}"
+
+
+class CallOutcome(models.TextChoices):
+    OK = "ok", "OK"
+    ERROR = "error", "Error"
+
+
+class ProviderCall(models.Model):
+    """One call through the pipeline: telemetry (tokens, cost, latency, outcome), not content.
+
+    A plain model, not governed and not history-tracked: a call is an observation, written once
+    by ``gateway.pipeline.provider_call_record`` and never edited. No audit event is recorded
+    for it (calls are telemetry, not governed changes).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    release = models.ForeignKey(
+        "releases.Release", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    model_version = models.ForeignKey(
+        "catalog.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    provider = models.ForeignKey(
+        Provider, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
+    )
+    provider_model = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=16, decimal_places=8, default=Decimal(0))
+    latency_ms = models.PositiveIntegerField(default=0)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    cache_hit = models.BooleanField(default=False)
+    outcome = models.CharField(max_length=8, choices=CallOutcome.choices)
+    error_class = models.CharField(max_length=100, blank=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.provider_model or '?'} {self.outcome} ({self.attempts} attempts)"
