@@ -22,6 +22,7 @@ from apps.catalog.models import Product, Stage
 from apps.core.exceptions import ApplicationError, Conflict, Forbidden
 from apps.core.hashing import content_hash
 from apps.core.history import as_actor
+from apps.core.models import UNSET as _UNSET
 from apps.releases.diff import change_kind, release_diff
 from apps.releases.models import Release, ReleaseStatus
 from apps.releases.services import release_freeze, release_release
@@ -397,9 +398,6 @@ def change_request_create(
     return cr
 
 
-_UNSET = object()
-
-
 def change_request_update(
     *,
     actor: User,
@@ -571,6 +569,43 @@ def _check_password(actor: User, password: str, cr: ChangeRequest) -> None:
     )
 
 
+def _record_approval(
+    *,
+    actor: User,
+    cr: ChangeRequest,
+    decision: str,
+    role: str,
+    required: bool,
+    comment: str,
+    verb: str,
+) -> Approval:
+    """Store a decision or comment against the request's current fingerprint, audited."""
+    approval = as_actor(
+        Approval(
+            change_request=cr,
+            reviewer=actor,
+            reviewer_username=actor.get_username(),
+            decision=decision,
+            role=role,
+            required=required,
+            comment=comment,
+            fingerprint=cr.fingerprint,
+        ),
+        actor,
+    )
+    approval.save()
+    after = {"change_request": str(cr.pk), "comment": comment}
+    if decision != Decision.COMMENT:
+        after |= {
+            "decision": decision,
+            "role": role,
+            "required": required,
+            "fingerprint": cr.fingerprint,
+        }
+    audit_record(actor=actor, verb=verb, obj=approval, product_id=cr.product_id, after=after)
+    return approval
+
+
 def _decide(*, actor: User, cr: ChangeRequest, decision: str, password: str, comment: str):
     comment = (comment or "").strip()
     if decision == Decision.REJECT and not comment:
@@ -601,33 +636,14 @@ def _decide(*, actor: User, cr: ChangeRequest, decision: str, password: str, com
             raise Conflict("already_decided", "You already signed this version of the change.")
         if cr.state == CRState.SUBMITTED:
             _move(actor=actor, cr=cr, to=CRState.IN_REVIEW, verb="change_request.in_review")
-        approval = as_actor(
-            Approval(
-                change_request=cr,
-                reviewer=actor,
-                reviewer_username=actor.get_username(),
-                decision=decision,
-                role=role,
-                required=required,
-                comment=comment,
-                fingerprint=cr.fingerprint,
-            ),
-            actor,
-        )
-        approval.save()
-        audit_record(
+        approval = _record_approval(
             actor=actor,
+            cr=cr,
+            decision=decision,
+            role=role,
+            required=required,
+            comment=comment,
             verb="approval.signed",
-            obj=approval,
-            product_id=cr.product_id,
-            after={
-                "change_request": str(cr.pk),
-                "decision": decision,
-                "role": role,
-                "required": required,
-                "fingerprint": cr.fingerprint,
-                "comment": comment,
-            },
         )
         quorum = quorum_status(cr)
         policy = _policy(cr)
@@ -763,25 +779,13 @@ def change_request_comment(*, actor: User, cr: ChangeRequest, comment: str) -> A
             )
         if cr.state == CRState.SUBMITTED and is_reviewer and actor.pk not in conflicted_users(cr):
             _move(actor=actor, cr=cr, to=CRState.IN_REVIEW, verb="change_request.in_review")
-        approval = as_actor(
-            Approval(
-                change_request=cr,
-                reviewer=actor,
-                reviewer_username=actor.get_username(),
-                decision=Decision.COMMENT,
-                role="comment",
-                required=False,
-                comment=comment,
-                fingerprint=cr.fingerprint,
-            ),
-            actor,
-        )
-        approval.save()
-        audit_record(
+        approval = _record_approval(
             actor=actor,
+            cr=cr,
+            decision=Decision.COMMENT,
+            role="comment",
+            required=False,
+            comment=comment,
             verb="approval.commented",
-            obj=approval,
-            product_id=cr.product_id,
-            after={"change_request": str(cr.pk), "comment": comment},
         )
     return approval

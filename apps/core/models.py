@@ -6,6 +6,9 @@ from django.db import models
 
 from .exceptions import ApplicationError
 
+# Default of optional service arguments where None is a real value ("clear this field").
+UNSET = object()
+
 
 class GovernedQuerySet(models.QuerySet):
     """A queryset that cannot bypass history and audit: no bulk update, no bulk delete.

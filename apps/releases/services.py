@@ -15,6 +15,7 @@ from apps.catalog.models import DatasetVersion, ModelVersion, Product, PromptTem
 from apps.core.exceptions import ApplicationError, Conflict, Forbidden
 from apps.core.hashing import content_hash
 from apps.core.history import as_actor
+from apps.core.models import UNSET as _UNSET
 
 from .models import RELEASE_TRANSITIONS, Release, ReleaseDataset, ReleaseStatus
 
@@ -211,9 +212,6 @@ def release_create(
             after=_snapshot(release),
         )
     return release
-
-
-_UNSET = object()
 
 
 def release_update(
