@@ -31,6 +31,7 @@ format: install
 
 bench: install
 	$(PY) bench/catalog.py
+	$(PY) bench/pipeline.py
 
 clean:
 	rm -rf var .pytest_cache

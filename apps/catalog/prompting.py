@@ -1,6 +1,8 @@
 """Prompt templates: chat messages with ``{{ variables }}``, rendered in a Jinja2 sandbox."""
 
 import difflib
+import functools
+import json
 from typing import Any
 
 import jsonschema
@@ -15,6 +17,17 @@ MAX_MESSAGES = 100
 MAX_CONTENT = 100_000
 
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _template(source: str):
+    """The compiled template of ``source`` (compiling costs ~0.5 ms; versions never change)."""
+    return _env.from_string(source)
+
+
+@functools.lru_cache(maxsize=256)
+def _validator(schema_json: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator({"type": "object", **json.loads(schema_json)})
 
 
 def validate_messages(messages: Any) -> list[dict]:
@@ -115,8 +128,7 @@ def render_messages(messages: list[dict], variables_schema: dict, variables: Any
         raise ApplicationError(
             "invalid_variables", "variables must be an object.", {"variables": ["Not an object."]}
         )
-    schema = {"type": "object", **(variables_schema or {})}
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _validator(json.dumps(variables_schema or {}, sort_keys=True))
     errors = sorted(validator.iter_errors(variables), key=lambda e: list(e.path))
     if errors:
         fields = {}
@@ -134,7 +146,7 @@ def render_messages(messages: list[dict], variables_schema: dict, variables: Any
     rendered = []
     for i, message in enumerate(messages):
         try:
-            content = _env.from_string(message["content"]).render(**variables)
+            content = _template(message["content"]).render(**variables)
         except UndefinedError as exc:
             raise ApplicationError(
                 "invalid_variables",

@@ -63,6 +63,8 @@ def parse_policy(policy: Mapping[str, Any] | CachePolicy | None) -> CachePolicy:
     mode = policy.get("mode", MODE_OFF)
     if mode not in MODES:
         raise ValueError(f"cache mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if mode == MODE_OFF:
+        return CachePolicy(MODE_OFF, 0)
     ttl = policy.get("ttl_seconds", DEFAULT_TTL_SECONDS)
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0:
         raise ValueError(f"cache ttl_seconds must be a positive number, not {ttl!r}")

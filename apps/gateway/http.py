@@ -76,3 +76,13 @@ class UpstreamHTTPError(UpstreamError):
 
 class UpstreamProtocolError(UpstreamError):
     """A 2xx answer that is not a chat completion (not JSON, or not an object)."""
+
+
+class UpstreamStreamBroken(UpstreamError):
+    """A streamed answer that started and then broke: the connection dropped or went silent, an
+    event was malformed or reported an error, or the stream ended without its terminating event.
+
+    Not retryable: part of the answer has already been passed on to the caller.
+    """
+
+    retryable = False

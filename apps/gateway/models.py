@@ -117,17 +117,37 @@ class CallOutcome(models.TextChoices):
     ERROR = "error", "Error"
 
 
+class CallSource(models.TextChoices):
+    """Which part of the portal made a call (each goes through the same pipeline)."""
+
+    PLAYGROUND = "playground", "Playground"
+    BATCH = "batch", "Batch run"
+    EVALUATION = "evaluation", "Evaluation"
+    GATEWAY = "gateway", "Gateway"
+    API = "api", "API or script"
+
+
 class ProviderCall(models.Model):
     """One call through the pipeline: telemetry (tokens, cost, latency, outcome), not content.
 
     A plain model, not governed and not history-tracked: a call is an observation, written once
-    by ``gateway.pipeline.provider_call_record`` and never edited. No audit event is recorded
-    for it (calls are telemetry, not governed changes).
+    by the pipeline (``gateway.recorder`` writes them in batches) and never edited. No audit
+    event is recorded for it (calls are telemetry, not governed changes).
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    product = models.ForeignKey(
+        "catalog.Product", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     release = models.ForeignKey(
         "releases.Release", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    prompt_version = models.ForeignKey(
+        "catalog.PromptTemplateVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     model_version = models.ForeignKey(
         "catalog.ModelVersion",
@@ -150,10 +170,20 @@ class ProviderCall(models.Model):
     outcome = models.CharField(max_length=8, choices=CallOutcome.choices)
     error_class = models.CharField(max_length=100, blank=True)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    # 0: the release's primary model answered (or was the last tried); n: the n-th fallback.
+    fallback_index = models.PositiveSmallIntegerField(default=0)
+    streamed = models.BooleanField(default=False)
+    source = models.CharField(max_length=16, choices=CallSource.choices, default=CallSource.API)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["product", "-created_at"], name="gw_call_product_time"),
+            models.Index(fields=["release", "-created_at"], name="gw_call_release_time"),
+            models.Index(fields=["provider", "-created_at"], name="gw_call_provider_time"),
+            models.Index(fields=["outcome", "-created_at"], name="gw_call_outcome_time"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider_model or '?'} {self.outcome} ({self.attempts} attempts)"

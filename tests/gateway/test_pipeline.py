@@ -8,7 +8,6 @@ import pytest
 
 from apps.accounts.roles import PRODUCT_MANAGER
 from apps.audit.models import AuditEvent
-from apps.core.exceptions import ApplicationError
 from apps.gateway.models import ProviderCall
 from apps.gateway.pipeline import UpstreamFailed, call_chat_sync, call_cost
 from apps.gateway.providers import builtin
@@ -173,13 +172,6 @@ def test_a_slow_builtin_provider_times_out():
         call(prov, parameters={}, timeout_seconds=0.1, max_retries=0)
     assert time.monotonic() - started < 1.5  # the caller does not wait for the sleep
     assert caught.value.result.error_class == "UpstreamTimeout"
-
-
-def test_anthropic_is_not_supported_yet():
-    prov = provider(kind="anthropic", base_url="http://127.0.0.1:9/v1")
-    with pytest.raises(ApplicationError) as caught:
-        call(prov)
-    assert caught.value.code == "not_supported"
 
 
 def test_the_secret_is_sent_as_bearer_and_never_logged_nor_recorded(upstream, caplog):

@@ -2,63 +2,72 @@
 
 ``complete`` posts one chat-completions request to ``{base_url}/chat/completions`` through the
 shared pool (``gateway.http``) and returns the parsed JSON, or raises one of the typed
-``Upstream*`` errors. It makes exactly one attempt; retries are the pipeline's job. The secret
-goes only into the ``Authorization`` header, which is never logged nor put in an error.
+``Upstream*`` errors. ``stream`` posts the same request with ``stream: true`` (and
+``stream_options: {"include_usage": true}``, whatever the parameters said) and yields each
+``chat.completion.chunk`` as it arrives, the last one carrying the usage (``choices: []``); it
+ends at ``data: [DONE]``. Both make exactly one attempt; retries are the pipeline's job. How
+failures map to errors (``UpstreamStreamBroken`` once a chunk was yielded) is in ``sse``.
+
+The secret goes only into the ``Authorization`` header, which is never logged nor put in an
+error. A caller that stops reading a stream early closes it (``contextlib.aclosing``), which
+closes its connection.
 """
 
-import email.utils
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-import httpx
-
-from .. import http
 from ..http import (
     UpstreamConnectionError,
     UpstreamHTTPError,
     UpstreamProtocolError,
+    UpstreamStreamBroken,
     UpstreamTimeout,
 )
+from . import sse
+from .sse import BODY_EXCERPT, parse_retry_after
 
 __all__ = [
+    "BODY_EXCERPT",
     "UpstreamConnectionError",
     "UpstreamHTTPError",
     "UpstreamProtocolError",
+    "UpstreamStreamBroken",
     "UpstreamTimeout",
     "complete",
     "parse_retry_after",
+    "stream",
 ]
 
-BODY_EXCERPT = 2000  # characters of an error body kept on the exception
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, seconds)
+DONE = "[DONE]"
 
 
 def request_body(
-    provider_model: str, messages: Sequence[Mapping[str, Any]], parameters: Mapping[str, Any]
+    provider_model: str,
+    messages: Sequence[Mapping[str, Any]],
+    parameters: Mapping[str, Any],
+    *,
+    stream: bool = False,
 ) -> dict[str, Any]:
-    body = {key: value for key, value in parameters.items() if key not in {"stream"}}
+    body = {
+        key: value for key, value in parameters.items() if key not in {"stream", "stream_options"}
+    }
     body["model"] = provider_model
     body["messages"] = [dict(message) for message in messages]
-    body["stream"] = False
+    body["stream"] = stream
+    if stream:
+        body["stream_options"] = {"include_usage": True}
     return body
+
+
+def _url(base_url: str) -> str:
+    return base_url.rstrip("/") + "/chat/completions"
+
+
+def _headers(secret: str, accept: str) -> dict[str, str]:
+    headers = {"Accept": accept}
+    if secret:
+        headers["Authorization"] = f"Bearer {secret}"
+    return headers
 
 
 async def complete(
@@ -70,31 +79,56 @@ async def complete(
     parameters: Mapping[str, Any],
     timeout_seconds: float,
 ) -> dict[str, Any]:
-    headers = {"Accept": "application/json"}
-    if secret:
-        headers["Authorization"] = f"Bearer {secret}"
-    url = base_url.rstrip("/") + "/chat/completions"
-    try:
-        response = await http.client().post(
-            url,
-            json=request_body(provider_model, messages, parameters),
-            headers=headers,
-            timeout=httpx.Timeout(timeout_seconds),
-        )
-    except httpx.TimeoutException:
-        raise UpstreamTimeout(f"No answer within {timeout_seconds:g} s.") from None
-    except httpx.TransportError as exc:
-        raise UpstreamConnectionError(f"{type(exc).__name__} talking to the provider.") from None
-    if response.status_code >= 300:
-        raise UpstreamHTTPError(
-            response.status_code,
-            parse_retry_after(response.headers.get("retry-after")),
-            response.text[:BODY_EXCERPT],
-        )
-    try:
-        data = response.json()
-    except ValueError:
-        raise UpstreamProtocolError("The provider's answer is not JSON.") from None
-    if not isinstance(data, dict):
-        raise UpstreamProtocolError("The provider's answer is not a JSON object.")
-    return data
+    """One ``chat.completion`` (the provider's JSON object)."""
+    return await sse.post_json(
+        url=_url(base_url),
+        headers=_headers(secret, "application/json"),
+        body=request_body(provider_model, messages, parameters),
+        timeout_seconds=timeout_seconds,
+        secret=secret,
+    )
+
+
+def _error_status(chunk: Mapping[str, Any]) -> tuple[int | None, Any]:
+    """The HTTP status (vLLM and others put it in ``code``) and type of an error event."""
+    error = chunk.get("error")
+    if not isinstance(error, Mapping):
+        return None, None
+    code = error.get("code")
+    status = code if isinstance(code, int) and not isinstance(code, bool) else None
+    return status, error.get("type")
+
+
+async def stream(
+    *,
+    base_url: str,
+    secret: str,
+    provider_model: str,
+    messages: Sequence[Mapping[str, Any]],
+    parameters: Mapping[str, Any],
+    timeout_seconds: float,
+) -> AsyncIterator[dict[str, Any]]:
+    """The ``chat.completion.chunk`` dicts of one streamed answer, each as it arrives.
+
+    ``timeout_seconds`` bounds each phase (connect, write, pool, and every read: the longest
+    silence between two chunks), not the whole stream.
+    """
+    async with sse.open_stream(
+        url=_url(base_url),
+        headers=_headers(secret, "text/event-stream"),
+        body=request_body(provider_model, messages, parameters, stream=True),
+        timeout_seconds=timeout_seconds,
+        secret=secret,
+    ) as events:
+        async for event in events:
+            if not event.data.strip():
+                continue
+            if event.data.strip() == DONE:
+                return
+            chunk = events.json(event)
+            if event.event == "error" or ("error" in chunk and "choices" not in chunk):
+                status, kind = _error_status(chunk)
+                raise events.reported(status, kind, chunk)
+            events.started = True
+            yield chunk
+        raise events.ended("data: [DONE]")
