@@ -43,6 +43,9 @@ PLM_SECRET_KEYS = env.list("PLM_SECRET_KEYS", default=[])
 GATEWAY_BACKOFF_BASE_SECONDS = env.float("GATEWAY_BACKOFF_BASE_SECONDS", default=0.25)
 GATEWAY_BACKOFF_CAP_SECONDS = env.float("GATEWAY_BACKOFF_CAP_SECONDS", default=8.0)
 GATEWAY_RETRY_AFTER_CAP_SECONDS = env.float("GATEWAY_RETRY_AFTER_CAP_SECONDS", default=30.0)
+# Playground batch runs: the most dataset rows one batch takes, and rows per chunk task.
+PLAYGROUND_BATCH_MAX_ROWS = env.int("PLAYGROUND_BATCH_MAX_ROWS", default=10_000)
+PLAYGROUND_BATCH_CHUNK_SIZE = env.int("PLAYGROUND_BATCH_CHUNK_SIZE", default=25)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -69,6 +72,7 @@ INSTALLED_APPS = [
     "apps.releases",
     "apps.changes",
     "apps.gateway",
+    "apps.playground",
     "apps.demo",
 ]
 
@@ -292,5 +296,8 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
+        # One INFO line per provider request: the pipeline records every call in ProviderCall.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }

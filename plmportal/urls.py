@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("apps.releases.api.urls")),
     path("", include("apps.changes.api.urls")),
     path("", include("apps.gateway.api.urls")),
+    path("", include("apps.playground.api.urls")),
 ]
 
 urlpatterns = [
@@ -24,5 +25,7 @@ urlpatterns = [
     path("", include("apps.catalog.urls")),
     path("", include("apps.releases.urls")),
     path("", include("apps.changes.urls")),
+    path("", include("apps.gateway.urls")),
+    path("", include("apps.playground.urls")),
 ]
 handler500 = "apps.core.views.server_error"

@@ -46,6 +46,7 @@ MAX_EXAMPLES = 20  # fuzzed examples per operation, on top of the examples and c
 CHANGE_CONTROL = re.compile(
     r"^/api/v1/(releases|change-requests|approval-policies|products/\{id\}/live)/"
 )
+PLAYGROUND = re.compile(r"^/api/v1/(playground-runs|batch-runs)/")
 RESOURCE = re.compile(r"^/api/v1/(?P<resource>[a-z-]+)/\{id\}/(?:(?P<action>[a-z-]+)/)?$")
 
 
@@ -60,6 +61,8 @@ class Seed:
     against: dict[str, str] = field(default_factory=dict)  # resource -> id for ?against=
     # Releases, change requests and policies, made for the operations that use them only.
     change_control: Callable[[], dict] | None = None
+    # A release, a dataset file, playground and batch runs: for the playground operations only.
+    playground: Callable[[], dict] | None = None
 
     def with_change_control(self) -> None:
         if self.change_control is None:
@@ -68,6 +71,13 @@ class Seed:
         self.ids.update(made["ids"])
         self.body_refs.update(made["body_refs"])
         self.against.update(made["against"])
+
+    def with_playground(self) -> None:
+        if self.playground is None:
+            return
+        made, self.playground = self.playground(), None
+        self.ids.update(made["ids"])
+        self.body_refs.update(made["body_refs"])
 
 
 @pytest.fixture(autouse=True)
@@ -165,6 +175,39 @@ def _change_control(*, team, pm, prod, pv1, pv2, mv, dv1, dv2) -> dict:
     }
 
 
+def _playground(*, pm, prod, pv, mv) -> dict:
+    """A draft release to run, a dataset version stored as a file (one good row, one bad), a
+    playground run, a batch to read and one to cancel. The runs stay queued: the test's
+    transaction is never committed, so no task is sent."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from apps.playground import services as playground
+
+    rel = releases.release_create(
+        actor=pm, product=prod, version="0.1.0", prompt_version=pv, model_version=mv
+    )
+    dataset = artifact(pm, Dataset, slug="questions")
+    rows = SimpleUploadedFile("questions.jsonl", b'{"q": "Hello?"}\n{"q": 5}\n')
+    dv = catalog.dataset_version_create(actor=pm, dataset=dataset, file=rows)
+    run = playground.playground_run_create(actor=pm, release=rel, variables={"q": "Hi"})
+    batch = playground.batch_run_create(actor=pm, release=rel, dataset_version=dv)
+    to_cancel = playground.batch_run_create(actor=pm, release=rel, dataset_version=dv)
+    return {
+        "ids": {
+            "playground-runs": str(run.pk),
+            "batch-runs": str(batch.pk),
+            "batch-runs/cancel": str(to_cancel.pk),
+        },
+        "body_refs": {
+            "release": str(rel.pk),
+            "dataset_version": str(dv.pk),
+            "prompt_version": str(pv.pk),
+            "model_version": str(mv.pk),
+            "variables": {"q": "Hi"},
+        },
+    }
+
+
 @pytest.fixture
 def seed(wsgi_in_test_transaction) -> Seed:
     """A team with a product manager and one object of every resource (some with versions)."""
@@ -202,6 +245,9 @@ def seed(wsgi_in_test_transaction) -> Seed:
     provider = provider_create(
         actor=pm, slug="builtin", name="Built-in", kind="builtin", secret="not-a-real-secret"
     )
+    from apps.gateway.models import ProviderCall
+
+    call = ProviderCall.objects.create(product=prod, provider=provider, outcome="ok")
     spare = accounts.token_create(actor=pm, user=pm, name="spare").token
     key = accounts.token_create(actor=pm, user=pm, name="schemathesis").key
     return Seed(
@@ -218,6 +264,7 @@ def seed(wsgi_in_test_transaction) -> Seed:
             "teams": str(team.pk),
             "tokens": str(spare.pk),
             "providers": str(provider.pk),
+            "provider-calls": str(call.pk),
         },
         disposable={
             "model-versions": str(mv_disposable.pk),
@@ -234,6 +281,7 @@ def seed(wsgi_in_test_transaction) -> Seed:
         change_control=partial(
             _change_control, team=team, pm=pm, prod=prod, pv1=pv1, pv2=pv2, mv=mv, dv1=dv1, dv2=dv2
         ),
+        playground=partial(_playground, pm=pm, prod=prod, pv=pv1, mv=mv),
     )
 
 
@@ -265,6 +313,8 @@ def _is_uuid(value) -> bool:
 def _bind_to_seed(case, seed: Seed) -> None:
     if CHANGE_CONTROL.match(case.path):
         seed.with_change_control()
+    if PLAYGROUND.match(case.path):
+        seed.with_playground()
     match = RESOURCE.match(case.path)
     resource = match["resource"] if match else ""
     if match and _is_uuid((case.path_parameters or {}).get("id")):

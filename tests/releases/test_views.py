@@ -21,10 +21,11 @@ from tests.factories import (
     prompt_with_versions,
     release,
 )
+from tests.gateway.test_charts import PANEL_QUERIES
 
 pytestmark = pytest.mark.django_db
 
-PRODUCT_DETAIL_QUERIES = 16
+PRODUCT_DETAIL_QUERIES = 16 + PANEL_QUERIES  # the gateway's "Calls, last 7 days" panel
 
 
 @pytest.fixture

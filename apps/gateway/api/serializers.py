@@ -1,6 +1,7 @@
 """Shapes of the gateway API. Shapes only: every rule is in ``gateway.services``.
 
-``secret`` is write-only: a response says only ``secret_set``.
+``secret`` is write-only: a response says only ``secret_set``. A provider call shows its
+telemetry only, never the messages or the output.
 """
 
 from decimal import Decimal
@@ -9,7 +10,7 @@ from rest_framework import serializers
 
 from apps.core.api import JSONObjectField
 
-from ..models import Provider, ProviderKind, ProviderPrice
+from ..models import Provider, ProviderCall, ProviderKind, ProviderPrice
 
 WRITE_ONLY_KEY_HELP = (
     "The provider's API key (write-only: stored encrypted, never returned; responses say "
@@ -113,3 +114,67 @@ class ProviderPriceSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["id", "provider", "created_at", "updated_at"]
+
+
+class CallReleaseSerializer(serializers.Serializer):
+    id = serializers.UUIDField(read_only=True)
+    version = serializers.CharField(read_only=True)
+
+
+class ProviderCallSerializer(serializers.ModelSerializer):
+    """One call's telemetry: no payload (messages, output) and no secret, ever."""
+
+    product = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, allow_null=True, help_text="Product slug."
+    )
+    release = CallReleaseSerializer(read_only=True, allow_null=True)
+    provider = serializers.SlugRelatedField(
+        slug_field="slug",
+        read_only=True,
+        allow_null=True,
+        help_text="Provider slug; null when no provider was reached or it was deleted.",
+    )
+    model_version = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    prompt_version = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    cost = serializers.DecimalField(
+        max_digits=16,
+        decimal_places=8,
+        read_only=True,
+        coerce_to_string=True,
+        help_text="In the currency units of the provider's price table.",
+    )
+
+    class Meta:
+        model = ProviderCall
+        fields = [
+            "id",
+            "created_at",
+            "product",
+            "release",
+            "provider",
+            "provider_model",
+            "model_version",
+            "prompt_version",
+            "source",
+            "outcome",
+            "error_class",
+            "status_code",
+            "attempts",
+            "tokens_in",
+            "tokens_out",
+            "cost",
+            "latency_ms",
+            "ttft_ms",
+            "cache_hit",
+            "fallback_index",
+            "streamed",
+        ]
+        read_only_fields = fields
+        extra_kwargs = {
+            "latency_ms": {"help_text": "The whole call, retries and fallbacks included."},
+            "ttft_ms": {"help_text": "Time to the first token (streamed calls)."},
+            "attempts": {"help_text": "Requests sent to providers for this call."},
+            "fallback_index": {
+                "help_text": "0: the primary model answered; n: the n-th fallback did."
+            },
+        }

@@ -1,9 +1,11 @@
-"""The gateway REST API: providers (admins write; secrets write-only) and their prices.
+"""The gateway REST API: providers (admins write; secrets write-only) and their prices, and
+the provider calls (read-only telemetry).
 
-Views are thin: querysets come from ``gateway.selectors`` (a provider the user may not see is a
-404), every write is one call to ``gateway.services`` (admins only: 403 otherwise).
+Views are thin: querysets come from ``gateway.selectors`` (a provider or a call the user may not
+see is a 404), every write is one call to ``gateway.services`` (admins only: 403 otherwise).
 """
 
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -13,9 +15,14 @@ from rest_framework.response import Response
 from apps.core.api import FILTER_BACKENDS, error_responses
 
 from .. import selectors, services
-from ..models import Provider
-from .filters import ProviderFilter
-from .serializers import ProviderPriceSerializer, ProviderSerializer, ProviderUpdateSerializer
+from ..models import Provider, ProviderCall
+from .filters import ProviderCallFilter, ProviderFilter, StableOrderingFilter
+from .serializers import (
+    ProviderCallSerializer,
+    ProviderPriceSerializer,
+    ProviderSerializer,
+    ProviderUpdateSerializer,
+)
 
 
 @extend_schema_view(
@@ -110,3 +117,34 @@ class ProviderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             actor=request.user, provider=provider, **serializer.validated_data
         )
         return Response(ProviderPriceSerializer(price).data)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List provider calls",
+        description=(
+            "Calls through the gateway pipeline, newest first: tokens, cost, latency and "
+            "outcome, never the messages or the output. Calls of the products of your teams "
+            "(auditors and admins: of every product); calls made without a product (direct "
+            "calls to a provider) are listed for admins only."
+        ),
+        responses={200: ProviderCallSerializer(many=True), **error_responses(400, 401, 404)},
+    ),
+    retrieve=extend_schema(
+        summary="Get a provider call",
+        responses={200: ProviderCallSerializer, **error_responses(401, 404)},
+    ),
+)
+class ProviderCallViewSet(viewsets.ReadOnlyModelViewSet):
+    """Provider calls: one row per call through the pipeline (read-only)."""
+
+    serializer_class = ProviderCallSerializer
+    filter_backends = [DjangoFilterBackend, StableOrderingFilter]
+    filterset_class = ProviderCallFilter
+    ordering_fields = ["created_at", "latency_ms", "cost"]
+    ordering = ["-created_at"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no user
+            return ProviderCall.objects.none()
+        return selectors.provider_call_list_for(user=self.request.user)

@@ -1,0 +1,172 @@
+"""Shapes of the playground API. Shapes only: every rule is in ``playground.services``.
+
+A run's results (state, output, tokens, cost, latency, rendered messages, progress) are written
+by the worker only: every one of those fields is read-only here.
+"""
+
+from rest_framework import serializers
+
+from apps.catalog import selectors as catalog_selectors
+from apps.catalog.api.serializers import MessageSerializer
+from apps.catalog.models import DatasetVersion, ModelVersion, PromptTemplateVersion
+from apps.core.api import JSONObjectField, ScopedPrimaryKeyRelatedField
+from apps.releases import selectors as release_selectors
+from apps.releases.models import Release
+
+from ..models import (
+    DEFAULT_CONCURRENCY,
+    MAX_CONCURRENCY,
+    MIN_CONCURRENCY,
+    BatchRun,
+    BatchState,
+    PlaygroundRun,
+    RunState,
+)
+from .schema import NamedChoiceField
+
+
+def _username() -> serializers.SlugRelatedField:
+    return serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+
+
+class TargetSerializer(serializers.Serializer):
+    """A release, or a prompt version and a model version."""
+
+    release = ScopedPrimaryKeyRelatedField(
+        model=Release,
+        selector=release_selectors.release_list_for,
+        required=False,
+        allow_null=True,
+        help_text="Release id: its prompt, model, fallbacks and settings. Or give "
+        "`prompt_version` and `model_version` instead.",
+    )
+    prompt_version = ScopedPrimaryKeyRelatedField(
+        model=PromptTemplateVersion,
+        selector=catalog_selectors.prompt_version_list_for,
+        required=False,
+        allow_null=True,
+        help_text="Prompt version id (without a release).",
+    )
+    model_version = ScopedPrimaryKeyRelatedField(
+        model=ModelVersion,
+        selector=catalog_selectors.model_version_list_for,
+        required=False,
+        allow_null=True,
+        help_text="Model version id (without a release).",
+    )
+
+
+class PlaygroundRunCreateSerializer(TargetSerializer):
+    variables = JSONObjectField(
+        required=False,
+        default=dict,
+        help_text="The template's variables, checked against the prompt's `variables_schema`.",
+    )
+
+
+class PlaygroundRunSerializer(serializers.ModelSerializer):
+    """A run: what was asked, and (once the worker is done) what came back."""
+
+    state = NamedChoiceField(
+        enum_name="PlaygroundRunStateEnum", choices=RunState.choices, read_only=True
+    )
+    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    variables = serializers.DictField(read_only=True)
+    messages = MessageSerializer(
+        many=True, read_only=True, help_text="The rendered prompt that was sent."
+    )
+    created_by = _username()
+
+    class Meta:
+        model = PlaygroundRun
+        fields = [
+            "id",
+            "state",
+            "team",
+            "product",
+            "release",
+            "prompt_version",
+            "model_version",
+            "variables",
+            "output",
+            "messages",
+            "tokens_in",
+            "tokens_out",
+            "cost",
+            "latency_ms",
+            "ttft_ms",
+            "provider_model",
+            "cache_hit",
+            "error_code",
+            "error_message",
+            "call",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class BatchRunCreateSerializer(TargetSerializer):
+    dataset_version = ScopedPrimaryKeyRelatedField(
+        model=DatasetVersion,
+        selector=catalog_selectors.dataset_version_list_for,
+        help_text="Dataset version id: a JSONL or CSV file stored in the portal; one row is "
+        "one set of variables.",
+    )
+    variables = JSONObjectField(
+        required=False,
+        default=dict,
+        help_text="Values used for every row; a row's own values win.",
+    )
+    concurrency = serializers.IntegerField(
+        min_value=MIN_CONCURRENCY,
+        max_value=MAX_CONCURRENCY,
+        default=DEFAULT_CONCURRENCY,
+        help_text="Calls in flight at once.",
+    )
+
+
+class BatchRunSerializer(serializers.ModelSerializer):
+    """A batch and its progress; its rows are downloaded from `results/`."""
+
+    state = NamedChoiceField(
+        enum_name="BatchRunStateEnum", choices=BatchState.choices, read_only=True
+    )
+    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    variables = serializers.DictField(read_only=True)
+    progress = serializers.FloatField(
+        read_only=True, help_text="Finished rows over all rows, from 0 to 1."
+    )
+    created_by = _username()
+    cancelled_by = _username()
+
+    class Meta:
+        model = BatchRun
+        fields = [
+            "id",
+            "state",
+            "team",
+            "product",
+            "release",
+            "prompt_version",
+            "model_version",
+            "dataset_version",
+            "variables",
+            "concurrency",
+            "total",
+            "succeeded_count",
+            "failed_count",
+            "progress",
+            "tokens_in",
+            "tokens_out",
+            "cost",
+            "error_message",
+            "created_by",
+            "cancelled_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
