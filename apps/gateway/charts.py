@@ -151,7 +151,10 @@ def fmt_cost(value: float | Decimal) -> str:
         return f"{value:,.0f}"
     if value >= 1:
         return f"{value:,.2f}"
-    return f"{value:.4f}".rstrip("0").rstrip(".") if value >= 0.0001 else f"{value:.2g}"
+    if value >= 0.0001:
+        return f"{value:.4f}".rstrip("0").rstrip(".")
+    # two significant digits, never in scientific notation (2.1e-05 → 0.000021)
+    return f"{float(f'{value:.2g}'):.10f}".rstrip("0").rstrip(".")
 
 
 # --- the product page's four charts -------------------------------------------------------------

@@ -76,6 +76,9 @@ class DateOrDateTimeField(forms.Field):
             if isinstance(parsed, dt.datetime):
                 if timezone.is_naive(parsed):
                     parsed = timezone.make_aware(parsed)
+                # In UTC, as the database stores it: PostgreSQL refuses offsets past ±15:59,
+                # which Python accepts (up to ±23:59).
+                parsed = parsed.astimezone(dt.UTC)
                 bounds = [parsed]
             else:
                 bounds = [lower_bound(parsed), upper_bound(parsed)]

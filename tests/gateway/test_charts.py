@@ -162,6 +162,7 @@ def test_formats():
     assert charts.fmt_cost(Decimal("1.2")) == "1.20"
     assert charts.fmt_cost(Decimal("0.0125")) == "0.0125"
     assert charts.fmt_cost(0) == "0"
+    assert charts.fmt_cost(Decimal("0.0000205")) == "0.000021"
 
 
 def test_bar_geometry_is_proportional_and_empty_days_are_stubs():
