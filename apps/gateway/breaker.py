@@ -69,7 +69,7 @@ local probe_at = tonumber(h[4]) or 0
 
 if op == 'allow' then
   if state == 'closed' then
-    return {1, 'closed'}
+    return {1, 'closed', failures}
   end
   if state == 'open' then
     if now - opened_at >= cooldown then
@@ -165,6 +165,7 @@ class Breaker:
         if cooldown_seconds <= 0:
             raise ValueError("cooldown_seconds must be positive")
         self.key = key
+        self._last_failures = 0
         self.failure_threshold = int(failure_threshold)
         self.cooldown_seconds = float(cooldown_seconds)
 
@@ -175,6 +176,13 @@ class Breaker:
     def allow(self) -> bool:
         """May a call go out now? In half-open state only one caller gets ``True`` (the probe)."""
         return self._run("allow")[0]
+
+    def allow_clean(self) -> tuple[bool, bool]:
+        """``allow()``, and whether the breaker is closed with no failure counted: then a
+        success has nothing to reset and the caller may skip ``record_success`` (one round
+        trip fewer on the hot path)."""
+        allowed, state = self._run("allow")
+        return allowed, state == CLOSED and not self._last_failures
 
     def record_success(self) -> None:
         self._run("success")
@@ -192,13 +200,15 @@ class Breaker:
         if not url:
             return self._run_cache(op)
         try:
-            allowed, state = _redis_script(url)(
+            reply = _redis_script(url)(
                 keys=[KEY_PREFIX + self.key],
                 args=[op, self.failure_threshold, self._cooldown_ms, self._ttl_ms],
             )
         except redis.RedisError:
             logger.warning("circuit breaker %s: Redis unreachable, failing open", self.key)
             return True, CLOSED
+        allowed, state = reply[0], reply[1]
+        self._last_failures = int(reply[2]) if len(reply) > 2 else 0
         state = state.decode() if isinstance(state, bytes) else state
         return bool(allowed), state
 
@@ -224,6 +234,7 @@ class Breaker:
             new: dict[str, Any] | None = None  # None: leave the record alone
             delete = False
 
+            self._last_failures = failures
             if op == "allow":
                 if state == CLOSED:
                     result = (True, CLOSED)

@@ -253,7 +253,16 @@ def resolve_target(
             "Give a release, or a model version (with a prompt version).",
             {"model_version": ["Required without a release."]},
         )
-    return Target(legs=(_leg(model_version),), prompt_version=prompt_version)
+    leg = _leg(model_version)
+    if leg.provider is None:
+        return Target(legs=(leg,), prompt_version=prompt_version)
+    # Without a release, the provider's own timeout and retries apply.
+    return Target(
+        legs=(leg,),
+        prompt_version=prompt_version,
+        timeout_seconds=float(leg.provider.timeout_seconds),
+        max_retries=int(leg.provider.max_retries),
+    )
 
 
 def provider_target(
@@ -600,6 +609,11 @@ class _Run:
     failure: UpstreamError | None = None
     leg: Leg | None = None
     leg_index: int = 0
+    breaker_clean: bool = False  # the current leg's breaker: closed, no failure counted
+
+    def succeeded(self, leg: Leg) -> None:
+        if not self.breaker_clean:
+            leg.breaker().record_success()
 
     def parameters(self, leg: Leg) -> dict[str, Any]:
         """The model version's parameters < the prompt version's < the release's < the call's."""
@@ -641,7 +655,8 @@ class _Run:
         """Why ``leg`` is not called now, or None. Asking the breaker may take the probe."""
         if leg.unavailable or leg.provider is None:
             return ProviderUnavailable(leg.unavailable or "No provider.")
-        if not leg.breaker().allow():
+        allowed, self.breaker_clean = leg.breaker().allow_clean()
+        if not allowed:
             return CircuitOpen(
                 f"The circuit breaker of {leg.provider_slug}/{leg.provider_model} is open."
             )
@@ -652,6 +667,7 @@ class _Run:
         self.errors.append(error.error_class)
         if _trips_breaker(error):
             leg.breaker().record_failure()
+            self.breaker_clean = False  # a later success must reset the count
 
     def result(self, response: dict[str, Any] | None, *, ttft_ms: int | None = None) -> CallResult:
         leg = self.leg or self.target.legs[0]
@@ -781,7 +797,7 @@ async def run_chat(
             except ValueError as exc:  # the built-in provider refusing its parameters
                 run.failed(leg, UpstreamProtocolError(str(exc)))
             else:
-                leg.breaker().record_success()
+                run.succeeded(leg)
                 break
             error = run.failure
             if not error.retryable or leg_attempt > target.max_retries:
@@ -899,7 +915,7 @@ class ChatStream:
                     raise
                 finally:
                     await upstream.aclose()
-                leg.breaker().record_success()
+                run.succeeded(leg)
                 response = acc.completion()
                 self._finish(response, acc, ttft)
                 await _store(run, response)

@@ -315,3 +315,24 @@ def test_release_and_pair_are_exclusive(world):
         resolve_target(release=rel, model_version=world.mv1)
     with pytest.raises(ApplicationError):
         resolve_target(prompt_version=world.pv)
+
+
+def test_without_a_release_the_providers_timeout_and_retries_apply(world, primary):
+    gateway.provider_update(actor=world.root, provider=world.p1, max_retries=0, timeout_seconds=7)
+    target = resolve_target(prompt_version=world.pv, model_version=world.mv1)
+    assert (target.timeout_seconds, target.max_retries) == (7, 0)
+    primary.script(500, "ok")
+    with pytest.raises(UpstreamFailed):
+        run_chat_sync(target, variables={"q": "hi"})
+    assert len(primary.requests) == 1
+
+
+def test_a_success_after_a_retried_failure_resets_the_breakers_count(world, primary):
+    """The hot path skips the success round trip only when no failure is counted."""
+    rel = world.release(max_retries=1, fallback=[])
+    primary.script(500, "ok", 500, "ok", 500, "ok")
+    for _ in range(3):
+        run(rel)  # each: one failure, then a success that resets the count
+    breaker = Breaker((world.p1.slug, "big"), failure_threshold=3, cooldown_seconds=0.5)
+    assert breaker.state() == CLOSED
+    assert breaker.allow_clean() == (True, True)
