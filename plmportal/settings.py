@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "apps.changes",
     "apps.gateway",
     "apps.playground",
+    "apps.evaluations",
     "apps.demo",
 ]
 
@@ -167,6 +168,8 @@ else:
         "processed_folder": str(BROKER_DIR / "processed"),
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
+        # the folder is polled: 0.1 s instead of kombu's 1 s before a worker sees a task
+        "polling_interval": 0.1,
     }
     CELERY_RESULT_BACKEND = f"file://{DATA_DIR / 'results'}"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)

@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("apps.changes.api.urls")),
     path("", include("apps.gateway.api.urls")),
     path("", include("apps.playground.api.urls")),
+    path("", include("apps.evaluations.api.urls")),
 ]
 
 urlpatterns = [
@@ -27,5 +28,6 @@ urlpatterns = [
     path("", include("apps.changes.urls")),
     path("", include("apps.gateway.urls")),
     path("", include("apps.playground.urls")),
+    path("", include("apps.evaluations.urls")),
 ]
 handler500 = "apps.core.views.server_error"

@@ -47,6 +47,7 @@ CHANGE_CONTROL = re.compile(
     r"^/api/v1/(releases|change-requests|approval-policies|products/\{id\}/live)/"
 )
 PLAYGROUND = re.compile(r"^/api/v1/(playground-runs|batch-runs)/")
+EVAL_RUNS = re.compile(r"^/api/v1/eval-runs/")
 RESOURCE = re.compile(r"^/api/v1/(?P<resource>[a-z-]+)/\{id\}/(?:(?P<action>[a-z-]+)/)?$")
 
 
@@ -63,6 +64,8 @@ class Seed:
     change_control: Callable[[], dict] | None = None
     # A release, a dataset file, playground and batch runs: for the playground operations only.
     playground: Callable[[], dict] | None = None
+    # A release and evaluation runs to read and cancel: for the eval-runs operations only.
+    eval_runs: Callable[[], dict] | None = None
 
     def with_change_control(self) -> None:
         if self.change_control is None:
@@ -76,6 +79,13 @@ class Seed:
         if self.playground is None:
             return
         made, self.playground = self.playground(), None
+        self.ids.update(made["ids"])
+        self.body_refs.update(made["body_refs"])
+
+    def with_eval_runs(self) -> None:
+        if self.eval_runs is None:
+            return
+        made, self.eval_runs = self.eval_runs(), None
         self.ids.update(made["ids"])
         self.body_refs.update(made["body_refs"])
 
@@ -208,6 +218,28 @@ def _playground(*, pm, prod, pv, mv) -> dict:
     }
 
 
+def _eval_runs(*, pm, prod, pv, mv, version) -> dict:
+    """A draft release and two queued runs of the suite version against it: one to read (and
+    list the results of), one to cancel. Like the playground's, they stay queued."""
+    from apps.evaluations import runs
+
+    rel = releases.release_create(
+        actor=pm, product=prod, version="0.2.0", prompt_version=pv, model_version=mv
+    )
+    run = runs.eval_run_create(actor=pm, suite_version=version, release=rel)
+    to_cancel = runs.eval_run_create(actor=pm, suite_version=version, release=rel)
+    return {
+        "ids": {"eval-runs": str(run.pk), "eval-runs/cancel": str(to_cancel.pk)},
+        "body_refs": {
+            "suite": str(version.suite_id),
+            "suite_version": str(version.pk),
+            "release": str(rel.pk),
+            "prompt_version": str(pv.pk),
+            "model_version": str(mv.pk),
+        },
+    }
+
+
 @pytest.fixture
 def seed(wsgi_in_test_transaction) -> Seed:
     """A team with a product manager and one object of every resource (some with versions)."""
@@ -248,6 +280,14 @@ def seed(wsgi_in_test_transaction) -> Seed:
     from apps.gateway.models import ProviderCall
 
     call = ProviderCall.objects.create(product=prod, provider=provider, outcome="ok")
+    from apps.evaluations import services as evaluations
+
+    eval_suite = evaluations.suite_create(actor=pm, owner_team=team, slug="answers", name="Answers")
+    eval_case = {"key": "hi", "variables": {"q": "Hi"}, "expected": "Hello"}
+    eval_v1 = evaluations.suite_version_create(actor=pm, suite=eval_suite, cases=[eval_case])
+    eval_v2 = evaluations.suite_version_create(
+        actor=pm, suite=eval_suite, cases=[eval_case, {**eval_case, "key": "bye"}]
+    )
     spare = accounts.token_create(actor=pm, user=pm, name="spare").token
     key = accounts.token_create(actor=pm, user=pm, name="schemathesis").key
     return Seed(
@@ -265,6 +305,9 @@ def seed(wsgi_in_test_transaction) -> Seed:
             "tokens": str(spare.pk),
             "providers": str(provider.pk),
             "provider-calls": str(call.pk),
+            "eval-suites": str(eval_suite.pk),
+            "eval-suite-versions": str(eval_v2.pk),
+            "eval-suite-versions/deprecate": str(eval_v1.pk),
         },
         disposable={
             "model-versions": str(mv_disposable.pk),
@@ -282,6 +325,7 @@ def seed(wsgi_in_test_transaction) -> Seed:
             _change_control, team=team, pm=pm, prod=prod, pv1=pv1, pv2=pv2, mv=mv, dv1=dv1, dv2=dv2
         ),
         playground=partial(_playground, pm=pm, prod=prod, pv=pv1, mv=mv),
+        eval_runs=partial(_eval_runs, pm=pm, prod=prod, pv=pv1, mv=mv, version=eval_v2),
     )
 
 
@@ -315,6 +359,8 @@ def _bind_to_seed(case, seed: Seed) -> None:
         seed.with_change_control()
     if PLAYGROUND.match(case.path):
         seed.with_playground()
+    if EVAL_RUNS.match(case.path):
+        seed.with_eval_runs()
     match = RESOURCE.match(case.path)
     resource = match["resource"] if match else ""
     if match and _is_uuid((case.path_parameters or {}).get("id")):

@@ -61,8 +61,9 @@ class ApprovalPolicy(BaseModel):
     ``required_roles``: ``[{"role": "reviewer", "quorum": 2}]`` — N approvals from members of the
     product's team holding the role. ``optional_reviewers`` are invited, their decisions are
     recorded but do not count; ``comment_only`` reviewers may only comment. With ``veto``, any
-    rejection by a required reviewer rejects the change. ``evaluation_gate`` is read by the
-    evaluations app (``{"suite": id, "min_pass_rate": 0.9}``).
+    rejection by a required reviewer rejects the change. ``evaluation_gate`` is judged by the
+    evaluations app through ``changes.gates`` (``{"suite": id, "min_pass_rate": 0.9,
+    "no_regressions": true, "max_cost_increase": 0.1}``).
     """
 
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="policies")
@@ -156,6 +157,11 @@ class Approval(BaseModel):
     required = models.BooleanField(default=False, help_text="Counts toward a required quorum.")
     comment = models.TextField(blank=True)
     fingerprint = models.CharField(max_length=64)
+    evidence = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the signature relied on, by gate: e.g. the evaluation runs compared.",
+    )
 
     history = history()
 

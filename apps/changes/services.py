@@ -2,7 +2,9 @@
 
 Transitions happen in one place (``_move``), each under a row lock, checked against
 CR_TRANSITIONS, and audited. Approve and reject are signatures: the reviewer's password in the
-same request, the role signed as, and the request's fingerprint at that moment.
+same request, the role signed as, and the request's fingerprint at that moment. The gates
+(``gates``: the evaluation gate) start on submit, hold back approve and implement until they
+pass, and each signature stores the evidence it relied on.
 """
 
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from apps.releases.diff import change_kind, release_diff
 from apps.releases.models import Release, ReleaseStatus
 from apps.releases.services import release_freeze, release_release
 
+from . import gates
 from .models import (
     CR_TRANSITIONS,
     OPEN_STATES,
@@ -103,13 +106,18 @@ def _clean_usernames(value: Any, name: str) -> list[str]:
     return sorted(set(value))
 
 
-def _clean_gate(gate: Any) -> dict | None:
+def _clean_gate(product: Product, gate: Any) -> dict | None:
+    """The evaluation gate, cleaned by the app that judges it (see ``gates``); without one, only
+    its shape is checked."""
+    judge = gates.gate_for_policy_key("evaluation_gate")
+    if judge is not None and judge.clean is not None:
+        return judge.clean(product=product, value=gate)
     if gate in (None, "", {}):
         return None
     if not isinstance(gate, dict) or "suite" not in gate:
         raise ApplicationError(
             "invalid",
-            "evaluation_gate must be {suite, min_pass_rate}.",
+            "evaluation_gate must be {suite, min_pass_rate, no_regressions, max_cost_increase}.",
             {"evaluation_gate": ["Bad gate."]},
         )
     rate = gate.get("min_pass_rate", 1.0)
@@ -150,7 +158,7 @@ def approval_policy_set(
         "optional_reviewers": _clean_usernames(optional_reviewers, "optional_reviewers"),
         "comment_only": _clean_usernames(comment_only, "comment_only"),
         "veto": bool(veto),
-        "evaluation_gate": _clean_gate(evaluation_gate),
+        "evaluation_gate": _clean_gate(product, evaluation_gate),
     }
     with transaction.atomic():
         policy = (
@@ -512,6 +520,8 @@ def change_request_submit(*, actor: User, cr: ChangeRequest) -> ChangeRequest:
             verb="change_request.submitted",
             extra={"fingerprint": cr.fingerprint, "policy": cr.policy_snapshot},
         )
+        # The gates start their work (the evaluation runs) with the submit, or not at all.
+        gates.gates_start(cr, actor, cr.policy_snapshot)
         reviewers = _eligible_reviewers(cr)
         _notify(
             f"[PLM] Review requested: {cr.title}",
@@ -578,8 +588,10 @@ def _record_approval(
     required: bool,
     comment: str,
     verb: str,
+    evidence: dict | None = None,
 ) -> Approval:
-    """Store a decision or comment against the request's current fingerprint, audited."""
+    """Store a decision or comment against the request's current fingerprint, audited; a
+    signature also stores the evidence it relied on (the gates' verdicts)."""
     approval = as_actor(
         Approval(
             change_request=cr,
@@ -590,6 +602,7 @@ def _record_approval(
             required=required,
             comment=comment,
             fingerprint=cr.fingerprint,
+            evidence=evidence or {},
         ),
         actor,
     )
@@ -602,6 +615,8 @@ def _record_approval(
             "required": required,
             "fingerprint": cr.fingerprint,
         }
+        if evidence:
+            after["evidence"] = evidence
     audit_record(actor=actor, verb=verb, obj=approval, product_id=cr.product_id, after=after)
     return approval
 
@@ -618,6 +633,8 @@ def _decide(*, actor: User, cr: ChangeRequest, decision: str, password: str, com
     if not actor.has_perm("catalog.view_product", visible.product):
         raise Forbidden("forbidden", "You cannot see this change request.")
     _check_standing(actor, visible)
+    if decision == Decision.APPROVE and visible.state in REVIEW_STATES:  # before the password
+        gates.gates_require(visible, _policy(visible), doing="approve")
     _check_password(actor, password, visible)
     with transaction.atomic():
         cr = _lock(cr)
@@ -634,6 +651,12 @@ def _decide(*, actor: User, cr: ChangeRequest, decision: str, password: str, com
             decision__in=[Decision.APPROVE, Decision.REJECT],
         ).exists():
             raise Conflict("already_decided", "You already signed this version of the change.")
+        policy = _policy(cr)
+        if decision == Decision.APPROVE:
+            verdicts = gates.gates_require(cr, policy, doing="approve")  # again, under the lock
+        else:
+            verdicts = gates.gate_verdicts(cr, policy)
+        evidence = gates.evidence_of(verdicts)
         if cr.state == CRState.SUBMITTED:
             _move(actor=actor, cr=cr, to=CRState.IN_REVIEW, verb="change_request.in_review")
         approval = _record_approval(
@@ -644,9 +667,9 @@ def _decide(*, actor: User, cr: ChangeRequest, decision: str, password: str, com
             required=required,
             comment=comment,
             verb="approval.signed",
+            evidence=evidence,
         )
         quorum = quorum_status(cr)
-        policy = _policy(cr)
         if decision == Decision.REJECT and required and policy["veto"]:
             cr.decided_at = timezone.now()
             _move(
@@ -668,7 +691,7 @@ def _decide(*, actor: User, cr: ChangeRequest, decision: str, password: str, com
                 cr=cr,
                 to=CRState.APPROVED,
                 verb="change_request.approved",
-                extra={"quorum": quorum.roles},
+                extra={"quorum": quorum.roles, **({"gates": evidence} if evidence else {})},
             )
             _notify(
                 f"[PLM] Approved: {cr.title}",
@@ -731,6 +754,7 @@ def change_request_implement(*, actor: User, cr: ChangeRequest) -> ChangeRequest
         quorum = quorum_status(cr)
         if not quorum.met:
             raise Conflict("quorum_not_met", "The approvals no longer meet the policy's quorum.")
+        evidence = gates.evidence_of(gates.gates_require(cr, _policy(cr), doing="implement"))
         current = Release.objects.filter(product=product, status=ReleaseStatus.RELEASED).first()
         if (current.pk if current else None) != cr.baseline_id:
             raise Conflict(
@@ -747,7 +771,7 @@ def change_request_implement(*, actor: User, cr: ChangeRequest) -> ChangeRequest
             cr=cr,
             to=CRState.IMPLEMENTED,
             verb="change_request.implemented",
-            extra={"released": str(cr.proposed_id)},
+            extra={"released": str(cr.proposed_id), **({"gates": evidence} if evidence else {})},
         )
         _notify(
             f"[PLM] Implemented: {cr.title}",

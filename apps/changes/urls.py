@@ -8,6 +8,7 @@ urlpatterns = [
     path("changes/new/", views.change_create, name="change_create"),
     path("changes/<uuid:pk>/", views.change_detail, name="change_detail"),
     path("changes/<uuid:pk>/edit/", views.change_edit, name="change_edit"),
+    path("changes/<uuid:pk>/gates/", views.change_gates, name="change_gates"),
     path("changes/<uuid:pk>/submit/", views.change_submit, name="change_submit"),
     path("changes/<uuid:pk>/approve/", views.change_approve, name="change_approve"),
     path("changes/<uuid:pk>/reject/", views.change_reject, name="change_reject"),

@@ -1,5 +1,6 @@
 """Change-request pages: the list, the reviewer's queue, the form, and the request itself with
-its diff, quorum, signatures and history.
+its diff, quorum, gates (the evaluation gate's section, polled while pending), signatures and
+history.
 
 Reads go through the selectors (out of scope is a 404), every write through one service; a
 service's refusal becomes a form error or a message, never a 500.
@@ -20,7 +21,7 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.formats import date_format
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from guardian.shortcuts import get_objects_for_user
 
 from apps.accounts.models import User
@@ -32,7 +33,7 @@ from apps.releases.models import Release, ReleaseStatus
 from apps.releases.selectors import release_list_for
 from apps.releases.views import release_diff_context
 
-from . import selectors, services
+from . import gates, selectors, services
 from .context_processors import waiting_for
 from .forms import ChangeRequestForm, CommentForm, SignatureForm, WithdrawForm
 from .models import (
@@ -259,6 +260,19 @@ def _pipeline(cr: ChangeRequest) -> list[dict]:
     ]
 
 
+def _gates_context(request: HttpRequest, cr: ChangeRequest, policy: dict) -> dict:
+    """The gates' verdicts and page sections, and why they hold back approve and implement."""
+    verdicts = gates.gate_verdicts(cr, policy)
+    blocked = " ".join(v.summary() for v in verdicts if v.blocking)
+    return {
+        "gate_verdicts": verdicts,
+        "gate_panels": gates.gate_panels(request, cr, verdicts),
+        "gates_live": any(v.pending for v in verdicts),
+        "approve_blocked": blocked if cr.state in REVIEW_STATES else "",
+        "implement_blocked": blocked if cr.state == CRState.APPROVED else "",
+    }
+
+
 def _detail_context(request: HttpRequest, cr: ChangeRequest, **forms) -> dict:
     user = request.user
     approvals = list(cr.approvals.all())
@@ -274,6 +288,7 @@ def _detail_context(request: HttpRequest, cr: ChangeRequest, **forms) -> dict:
             "approval": a,
             "signature": a.decision in (Decision.APPROVE, Decision.REJECT),
             "valid": a.fingerprint == cr.fingerprint,
+            "evidence": gates.evidence_links(a.evidence),
         }
         for a in approvals
     ]
@@ -306,6 +321,7 @@ def _detail_context(request: HttpRequest, cr: ChangeRequest, **forms) -> dict:
         "can_comment": may_comment and cr.state not in CLOSED_STATES,
         "is_requester": user.pk == cr.requested_by_id,
         **review,
+        **_gates_context(request, cr, policy),
         "sign_form": forms.get("sign_form") or SignatureForm(),
         "comment_form": forms.get("comment_form") or CommentForm(prefix=COMMENT_PREFIX),
         "withdraw_form": WithdrawForm(prefix=WITHDRAW_PREFIX),
@@ -502,6 +518,25 @@ def _act(request: HttpRequest, pk, action: Callable[[ChangeRequest], object], do
     else:
         messages.success(request, done)
     return redirect("change_detail", pk=cr.pk)
+
+
+@login_required
+@require_GET
+def change_gates(request, pk):
+    """The gates' section of the request (htmx polls it while a gate is pending), with the
+    approve button swapped out of band so it is enabled the moment the gates pass."""
+    cr = _cr_or_404(request, pk)
+    if not _partial(request):
+        return redirect("change_detail", pk=cr.pk)
+    policy = cr.policy_snapshot or services.policy_in_force(cr.product)
+    context = {"cr": cr, "oob": True, **_gates_context(request, cr, policy)}
+    if cr.state in REVIEW_STATES:
+        context |= _review(
+            request.user, cr, list(cr.approvals.all()), services.conflicted_users(cr)
+        )
+    response = render(request, "changes/partials/gates.html", context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 @login_required

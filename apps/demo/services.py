@@ -166,6 +166,7 @@ def seed_demo() -> dict:
             created.append("prompt versions")
         created += _seed_provider(users["admin"])
         created += _seed_changes(users, product)
+        created += _seed_evaluations(users, team)
     return {"team": team, "product": product, "created": created}
 
 
@@ -271,4 +272,51 @@ def _seed_changes(users: dict, product: Product) -> list[str]:
         actor=users["reviewer2"], cr=cr2, comment="Reading the diff; waiting for the evaluation."
     )
     created += ["release 1.0.0 (implemented change request)", "change request in review"]
+    return created
+
+
+DEMO_COMPANY = "Demo Inc."
+
+
+def _seed_evaluations(users: dict, team: Team) -> list[str]:
+    """Two evaluation suites: the support FAQ (imported from the dataset version, expected
+    answers from its ``answer`` field) and the built-in prompt-injection template, both with
+    the ``company`` the demo prompt needs."""
+    from apps.evaluations import services as evaluations
+    from apps.evaluations.models import EvalSuite
+
+    pm = users["pm"]
+    created = []
+    if not EvalSuite.objects.filter(owner_team=team, slug="support-faq").exists():
+        suite = evaluations.suite_create(
+            actor=pm,
+            owner_team=team,
+            slug="support-faq",
+            name="Support FAQ answers",
+            description="The help-centre questions, with the answers support expects.",
+        )
+        dv = DatasetVersion.objects.get(dataset__owner_team=team, dataset__slug="support-faq")
+        evaluations.suite_import_dataset(
+            actor=pm,
+            suite=suite,
+            dataset_version=dv,
+            expected_field="answer",
+            default_variables={"company": DEMO_COMPANY},
+            default_assertions=[
+                {"type": "similarity", "threshold": 0.3},
+                {"type": "max_latency_ms", "value": 5000},
+                {"type": "must_not_contain", "values": ["support assistant of"]},
+            ],
+            changelog="The FAQ export as cases.",
+        )
+        created.append("evaluation suite support-faq")
+    if not EvalSuite.objects.filter(owner_team=team, slug="prompt-injection").exists():
+        evaluations.suite_from_template(
+            actor=pm,
+            owner_team=team,
+            template="prompt_injection",
+            secret_phrases=["support assistant of", "cite the help-centre article"],
+            base_variables={"company": DEMO_COMPANY},
+        )
+        created.append("evaluation suite prompt-injection")
     return created

@@ -19,7 +19,6 @@ over unfinished rows, counters are recounted from the rows, and the batch's ``cu
 one chunk allowed to enqueue the next, so a redelivered chunk task changes nothing.
 """
 
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -29,18 +28,16 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from apps.accounts.models import Team, User
+from apps.accounts.models import User
 from apps.audit.services import audit_record
-from apps.catalog.models import DatasetVersion, ModelVersion, Product, PromptTemplateVersion
+from apps.catalog.models import DatasetVersion, ModelVersion, PromptTemplateVersion
 from apps.catalog.prompting import render_messages
 from apps.catalog.selectors import (
     dataset_version_list_for,
-    model_version_list_for,
-    prompt_version_list_for,
 )
 from apps.core.exceptions import ApplicationError, Conflict, Forbidden, NotFound
 from apps.releases.models import Release
-from apps.releases.selectors import release_list_for
+from apps.releases.selectors import RunTarget, run_target_for
 
 from . import rows as dataset_rows
 from .models import (
@@ -82,80 +79,7 @@ def task_queue() -> str | None:
 # --- the target -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Target:
-    """What a run runs, as the actor may see it, and the team whose scope and money it is."""
-
-    team: Team
-    product: Product | None
-    release: Release | None
-    prompt_version: PromptTemplateVersion
-    model_version: ModelVersion
-
-    @property
-    def schema(self) -> dict:
-        return self.prompt_version.variables_schema or {}
-
-    def fields(self) -> dict:
-        return {
-            "team": self.team,
-            "product": self.product,
-            "release": self.release,
-            "prompt_version": self.prompt_version,
-            "model_version": self.model_version,
-        }
-
-
-def target_for(
-    *,
-    actor: User,
-    release: Release | None = None,
-    prompt_version: PromptTemplateVersion | None = None,
-    model_version: ModelVersion | None = None,
-) -> Target:
-    """The target the actor picked, looked up in their scope (an unseen one is a 404)."""
-    if release is not None:
-        if prompt_version is not None or model_version is not None:
-            raise ApplicationError(
-                "invalid",
-                "Pick a release, or a prompt version and a model version, not both.",
-                {"release": ["Give either a release or a prompt version and a model version."]},
-            )
-        found = (
-            release_list_for(user=actor)
-            .prefetch_related(None)
-            .select_related("product__owner_team")
-            .filter(pk=release.pk)
-            .first()
-        )
-        if found is None:
-            raise NotFound("not_found", "No such release, or it is outside your teams.")
-        return Target(
-            team=found.product.owner_team,
-            product=found.product,
-            release=found,
-            prompt_version=found.prompt_version,
-            model_version=found.model_version,
-        )
-    missing = {
-        name: ["Required without a release."]
-        for name, value in (("prompt_version", prompt_version), ("model_version", model_version))
-        if value is None
-    }
-    if missing:
-        raise ApplicationError(
-            "invalid", "Pick a release, or a prompt version and a model version.", missing
-        )
-    pv = prompt_version_list_for(user=actor).filter(pk=prompt_version.pk).first()
-    if pv is None:
-        raise NotFound("not_found", "No such prompt version, or it is outside your teams.")
-    mv = model_version_list_for(user=actor).prefetch_related(None).filter(pk=model_version.pk)
-    mv = mv.first()
-    if mv is None:
-        raise NotFound("not_found", "No such model version, or it is outside your teams.")
-    return Target(
-        team=pv.prompt.owner_team, product=None, release=None, prompt_version=pv, model_version=mv
-    )
+Target = RunTarget  # the shared lookup: apps.releases.selectors.run_target_for
 
 
 def _require_run(actor: User, target: Target) -> None:
@@ -206,7 +130,7 @@ def playground_run_create(
     The variables are checked against the prompt's schema first (by rendering the prompt in the
     sandbox): a bad variable is a 400 with per-field messages, and no run is created.
     """
-    target = target_for(
+    target = run_target_for(
         actor=actor, release=release, prompt_version=prompt_version, model_version=model_version
     )
     _require_run(actor, target)
@@ -417,7 +341,7 @@ def batch_run_create(
 ) -> BatchRun:
     """Queue the target over every row of ``dataset_version`` (one row = one set of variables,
     over the ``variables`` given for every row); the worker runs it chunk by chunk."""
-    target = target_for(
+    target = run_target_for(
         actor=actor, release=release, prompt_version=prompt_version, model_version=model_version
     )
     _require_run(actor, target)

@@ -14,6 +14,7 @@ from apps.changes.models import ChangeRequest
 from apps.releases.selectors import release_current
 
 from ..api_suite import APIResourceSuite, assert_error, last_seq, verbs_since
+from ..evaluations.factories import suite_with_cases
 from ..factories import member, product, prompt_with_versions, release
 from .helpers import PASSWORD, proposal, released, submitted_cr, team_reviewer
 
@@ -139,7 +140,9 @@ def test_create_defaults_the_baseline_and_returns_the_contract_fields(client_for
         "created_at",
         "updated_at",
         "diff",
+        "gates",
     }
+    assert body["gates"] == []  # no evaluation gate in the policy: nothing holds it back
     assert body["baseline"] == str(baseline.pk)  # the released release, by default
     assert body["proposed"] == str(proposed.pk)
     assert (body["state"], body["kind"], body["risk"]) == ("draft", "prompt_change", "medium")
@@ -703,6 +706,7 @@ def admin(pm):
 def test_policy_shape_and_partial_update(client_for, admin, pm):
     prod = product(pm)
     optional = member(DEVELOPER, _team_of(pm))
+    suite_id = str(suite_with_cases(pm).suite_id)  # the gate needs a suite of the team
     client = client_for(admin)
     response = client.post(
         POLICIES,
@@ -712,10 +716,7 @@ def test_policy_shape_and_partial_update(client_for, admin, pm):
             "required_roles": [{"role": "reviewer", "quorum": 2}, {"role": "admin"}],
             "optional_reviewers": [optional.username],
             "veto": False,
-            "evaluation_gate": {
-                "suite": "6f1c2b9e-3d4a-4a8e-9a53-0b7d1f2c3e4a",
-                "min_pass_rate": 0.9,
-            },
+            "evaluation_gate": {"suite": suite_id, "min_pass_rate": 0.9},
         },
         format="json",
     )
@@ -728,9 +729,11 @@ def test_policy_shape_and_partial_update(client_for, admin, pm):
     assert body["optional_reviewers"] == [optional.username]
     assert body["comment_only"] == []
     assert body["veto"] is False
-    assert body["evaluation_gate"] == {
-        "suite": "6f1c2b9e-3d4a-4a8e-9a53-0b7d1f2c3e4a",
+    assert body["evaluation_gate"] == {  # completed with the defaults
+        "suite": suite_id,
         "min_pass_rate": 0.9,
+        "no_regressions": True,
+        "max_cost_increase": None,
     }
     seq = last_seq()
     response = client.patch(f"{POLICIES}{body['id']}/", {"veto": True}, format="json")

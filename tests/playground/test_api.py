@@ -124,7 +124,7 @@ def test_bad_variables_are_a_400_naming_the_field(client_for, owner, rel):
 def test_the_target_is_checked(client_for, owner, rel):
     client = client_for(owner)
     body = assert_error(client.post("/api/v1/playground-runs/", {}, format="json"), 400)
-    assert set(body["fields"]) == {"prompt_version", "model_version"}
+    assert set(body["fields"]) == {"release", "prompt_version", "model_version"}
     theirs = runnable_release(pm())
     body = assert_error(
         client.post(

@@ -122,7 +122,10 @@ def test_bad_variables_are_refused_before_any_run(owner, rel):
 def test_the_target_must_be_a_release_or_a_full_pair(owner, rel, team):
     with pytest.raises(ApplicationError) as caught:
         services.playground_run_create(actor=owner, prompt_version=rel.prompt_version)
-    assert caught.value.extra == {"model_version": ["Required without a release."]}
+    assert caught.value.extra == {
+        "release": ["Give a release, or a prompt version and a model version."],
+        "model_version": ["Required without a release."],
+    }
     with pytest.raises(ApplicationError) as caught:
         services.playground_run_create(
             actor=owner, release=rel, model_version=rel.model_version, variables={"question": "x"}

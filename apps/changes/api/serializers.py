@@ -9,13 +9,15 @@ from apps.catalog import selectors as catalog_selectors
 from apps.catalog.api.serializers import CreateOnlyMixin
 from apps.catalog.models import Product, Stage
 from apps.core.api import JSONObjectField, ScopedPrimaryKeyRelatedField
+from apps.playground.api.schema import NamedChoiceField
 from apps.releases import selectors as release_selectors
 from apps.releases.api.serializers import ReleaseDiffSerializer
 from apps.releases.diff import release_diff
 from apps.releases.models import Release
 
+from .. import gates
 from ..models import Approval, ApprovalPolicy, ChangeRequest, CRKind, CRState, Decision, Risk
-from ..services import Quorum, quorum_status
+from ..services import Quorum, policy_in_force, quorum_status
 
 
 def _username_field() -> serializers.SlugRelatedField:
@@ -39,8 +41,24 @@ class RequiredRoleSerializer(serializers.Serializer):
 
 
 class EvaluationGateSerializer(serializers.Serializer):
-    suite = serializers.UUIDField(help_text="Evaluation suite id.")
-    min_pass_rate = serializers.FloatField(min_value=0, max_value=1, default=1.0)
+    """Evaluations a change must pass before it is approved and implemented: on submit, the
+    suite's latest version runs against the proposed release (and the baseline, unless it has
+    a run on that version already)."""
+
+    suite = serializers.UUIDField(help_text="Evaluation suite id (a suite of the product's team).")
+    min_pass_rate = serializers.FloatField(
+        min_value=0, max_value=1, default=1.0, help_text="The proposed run's minimum pass rate."
+    )
+    no_regressions = serializers.BooleanField(
+        default=True, help_text="No case that passes on the baseline may fail on the proposed."
+    )
+    max_cost_increase = serializers.FloatField(
+        min_value=0,
+        allow_null=True,
+        default=None,
+        help_text="Most the proposed run may cost over the baseline's, as a fraction (0.1 = +10 "
+        "%); null for no limit.",
+    )
 
 
 class PolicyRulesSerializer(serializers.Serializer):
@@ -123,6 +141,11 @@ class ApprovalSerializer(serializers.ModelSerializer):
     valid = serializers.SerializerMethodField(
         help_text="Whether it was given for the change's current content (fingerprint)."
     )
+    evidence = serializers.DictField(
+        read_only=True,
+        help_text="What a signature relied on, by gate: `evaluation` holds `state`, "
+        "`baseline_run`, `proposed_run`, `suite_version` and the gate's figures (`gate`).",
+    )
 
     class Meta:
         model = Approval
@@ -135,6 +158,7 @@ class ApprovalSerializer(serializers.ModelSerializer):
             "comment",
             "fingerprint",
             "valid",
+            "evidence",
             "created_at",
         ]
         read_only_fields = fields
@@ -237,17 +261,44 @@ class ChangeRequestSerializer(serializers.ModelSerializer):
         return QuorumSerializer(quorum_of(cr)).data
 
 
+class GateVerdictSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The gate, e.g. `evaluation`.")
+    state = NamedChoiceField(
+        enum_name="GateStateEnum",
+        choices=[gates.NOT_STARTED, gates.PENDING, gates.PASSED, gates.FAILED],
+        help_text="not_started (a draft, or no run yet), pending, passed or failed.",
+    )
+    required = serializers.BooleanField()
+    passed = serializers.BooleanField()
+    pending = serializers.BooleanField()
+    reasons = serializers.ListField(
+        child=serializers.CharField(), help_text="Why it has not passed, one sentence each."
+    )
+    message = serializers.CharField(
+        source="summary", allow_blank=True, help_text="Why approve and implement are refused."
+    )
+    evidence = serializers.DictField(help_text="The runs and figures the verdict rests on.")
+
+
 class ChangeRequestDetailSerializer(ChangeRequestSerializer):
-    """One change request, with the diff of its proposed release against its baseline."""
+    """One change request, with the diff of its proposed release against its baseline and the
+    verdicts of its gates (approve and implement are refused while one has not passed)."""
 
     diff = serializers.SerializerMethodField()
+    gates = serializers.SerializerMethodField()
 
     class Meta(ChangeRequestSerializer.Meta):
-        fields = [*ChangeRequestSerializer.Meta.fields, "diff"]
+        fields = [*ChangeRequestSerializer.Meta.fields, "diff", "gates"]
 
     @extend_schema_field(ReleaseDiffSerializer)
     def get_diff(self, cr: ChangeRequest) -> dict:
         return ReleaseDiffSerializer(release_diff(cr.baseline, cr.proposed)).data
+
+    @extend_schema_field(GateVerdictSerializer(many=True))
+    def get_gates(self, cr: ChangeRequest) -> list[dict]:
+        policy = cr.policy_snapshot or policy_in_force(cr.product)
+        verdicts = [v for v in gates.gate_verdicts(cr, policy) if v.required]
+        return GateVerdictSerializer(verdicts, many=True).data
 
 
 class ChangeRequestUpdateSerializer(CreateOnlyMixin, serializers.Serializer):
