@@ -9,7 +9,7 @@ from apps.catalog import selectors as catalog_selectors
 from apps.catalog.api.serializers import CreateOnlyMixin
 from apps.catalog.models import Product, Stage
 from apps.core.api import JSONObjectField, ScopedPrimaryKeyRelatedField
-from apps.playground.api.schema import NamedChoiceField
+from apps.core.schema import NamedChoiceField
 from apps.releases import selectors as release_selectors
 from apps.releases.api.serializers import ReleaseDiffSerializer
 from apps.releases.diff import release_diff

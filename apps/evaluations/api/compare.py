@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from apps.core.api import error_responses
 from apps.core.exceptions import ApplicationError
-from apps.playground.api.schema import NamedChoiceField
+from apps.core.schema import NamedChoiceField
 
 from ..comparison import CHANGE_KINDS, attach_outputs, compare_runs, comparison_dict
 from ..models import EvalRun, ResultOutcome, RunState

@@ -23,8 +23,6 @@ from rest_framework.decorators import action
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
-from apps.catalog import selectors as catalog_selectors
-from apps.catalog.models import ModelVersion, PromptTemplateVersion
 from apps.core.api import (
     FILTER_BACKENDS,
     ScopedPrimaryKeyRelatedField,
@@ -32,9 +30,8 @@ from apps.core.api import (
     error_responses,
 )
 from apps.core.exceptions import ApplicationError
-from apps.playground.api.schema import NamedChoiceField
-from apps.releases import selectors as release_selectors
-from apps.releases.models import Release
+from apps.core.schema import NamedChoiceField
+from apps.releases.api.serializers import RunTargetSerializer
 
 from .. import runs, selectors
 from ..models import (
@@ -62,7 +59,7 @@ def _username() -> serializers.SlugRelatedField:
 # --- serializers ---------------------------------------------------------------------------------
 
 
-class EvalRunCreateSerializer(serializers.Serializer):
+class EvalRunCreateSerializer(RunTargetSerializer):
     """What to run against what: a suite (its latest current version) or a suite version; a
     release, or a prompt version and a model version."""
 
@@ -80,28 +77,6 @@ class EvalRunCreateSerializer(serializers.Serializer):
         required=False,
         allow_null=True,
         help_text="Evaluation suite version id (instead of `suite`).",
-    )
-    release = ScopedPrimaryKeyRelatedField(
-        model=Release,
-        selector=release_selectors.release_list_for,
-        required=False,
-        allow_null=True,
-        help_text="Release id: its prompt, model, fallbacks and settings. Or give "
-        "`prompt_version` and `model_version` instead.",
-    )
-    prompt_version = ScopedPrimaryKeyRelatedField(
-        model=PromptTemplateVersion,
-        selector=catalog_selectors.prompt_version_list_for,
-        required=False,
-        allow_null=True,
-        help_text="Prompt version id (without a release).",
-    )
-    model_version = ScopedPrimaryKeyRelatedField(
-        model=ModelVersion,
-        selector=catalog_selectors.model_version_list_for,
-        required=False,
-        allow_null=True,
-        help_text="Model version id (without a release).",
     )
     concurrency = serializers.IntegerField(
         min_value=MIN_CONCURRENCY,

@@ -11,7 +11,7 @@ from apps.catalog import selectors as catalog_selectors
 from apps.catalog.api.serializers import CreateOnlyMixin
 from apps.catalog.models import DatasetVersion
 from apps.core.api import JSONObjectField, ScopedPrimaryKeyRelatedField
-from apps.playground.api.schema import NamedChoiceField
+from apps.core.schema import NamedChoiceField
 
 from .. import services
 from ..assertions import ASSERTION_TYPES

@@ -8,10 +8,10 @@ from rest_framework import serializers
 
 from apps.catalog import selectors as catalog_selectors
 from apps.catalog.api.serializers import MessageSerializer
-from apps.catalog.models import DatasetVersion, ModelVersion, PromptTemplateVersion
+from apps.catalog.models import DatasetVersion
 from apps.core.api import JSONObjectField, ScopedPrimaryKeyRelatedField
-from apps.releases import selectors as release_selectors
-from apps.releases.models import Release
+from apps.core.schema import NamedChoiceField
+from apps.releases.api.serializers import RunTargetSerializer
 
 from ..models import (
     DEFAULT_CONCURRENCY,
@@ -22,38 +22,13 @@ from ..models import (
     PlaygroundRun,
     RunState,
 )
-from .schema import NamedChoiceField
 
 
 def _username() -> serializers.SlugRelatedField:
     return serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
 
-class TargetSerializer(serializers.Serializer):
-    """A release, or a prompt version and a model version."""
-
-    release = ScopedPrimaryKeyRelatedField(
-        model=Release,
-        selector=release_selectors.release_list_for,
-        required=False,
-        allow_null=True,
-        help_text="Release id: its prompt, model, fallbacks and settings. Or give "
-        "`prompt_version` and `model_version` instead.",
-    )
-    prompt_version = ScopedPrimaryKeyRelatedField(
-        model=PromptTemplateVersion,
-        selector=catalog_selectors.prompt_version_list_for,
-        required=False,
-        allow_null=True,
-        help_text="Prompt version id (without a release).",
-    )
-    model_version = ScopedPrimaryKeyRelatedField(
-        model=ModelVersion,
-        selector=catalog_selectors.model_version_list_for,
-        required=False,
-        allow_null=True,
-        help_text="Model version id (without a release).",
-    )
+TargetSerializer = RunTargetSerializer
 
 
 class PlaygroundRunCreateSerializer(TargetSerializer):

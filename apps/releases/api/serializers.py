@@ -8,6 +8,7 @@ from apps.catalog.models import DatasetVersion, ModelVersion, Product, PromptTem
 from apps.core.api import JSONObjectField, ScopedPrimaryKeyRelatedField
 
 from ..models import Release, ReleaseStatus
+from ..selectors import release_list_for
 
 SETTINGS_HELP = (
     "Gateway settings: `fallback` (up to 5 model version ids of the team), `cache` "
@@ -199,3 +200,31 @@ class ReleaseDiffQuerySerializer(serializers.Serializer):
 
 class LiveQuerySerializer(serializers.Serializer):
     at = serializers.DateTimeField(required=False)
+
+
+class RunTargetSerializer(serializers.Serializer):
+    """A release, or a prompt version and a model version: what a playground run, a batch or
+    an evaluation runs (``apps.releases.selectors.run_target_for`` checks the pair)."""
+
+    release = ScopedPrimaryKeyRelatedField(
+        model=Release,
+        selector=release_list_for,
+        required=False,
+        allow_null=True,
+        help_text="Release id: its prompt, model, fallbacks and settings. Or give "
+        "`prompt_version` and `model_version` instead.",
+    )
+    prompt_version = ScopedPrimaryKeyRelatedField(
+        model=PromptTemplateVersion,
+        selector=catalog_selectors.prompt_version_list_for,
+        required=False,
+        allow_null=True,
+        help_text="Prompt version id (without a release).",
+    )
+    model_version = ScopedPrimaryKeyRelatedField(
+        model=ModelVersion,
+        selector=catalog_selectors.model_version_list_for,
+        required=False,
+        allow_null=True,
+        help_text="Model version id (without a release).",
+    )

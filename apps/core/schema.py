@@ -1,9 +1,9 @@
 """A choice field documented as its own named enum component (``$ref``).
 
 Several resources have a ``state`` field with different choices; drf-spectacular names the enums
-of same-named fields by hashing them and warns when it cannot name them well. A state field of
-this app is a reference to a component named after its resource (``PlaygroundRunStateEnum``),
-so it takes no part in that naming.
+of same-named fields by hashing them and warns when it cannot name them well. A
+``NamedChoiceField`` is a reference to a component named after its resource (for example
+``PlaygroundRunStateEnum``), so it takes no part in that naming.
 """
 
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
