@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "apps.gateway",
     "apps.playground",
     "apps.evaluations",
+    "apps.portal",
     "apps.demo",
 ]
 

@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("apps.gateway.api.urls")),
     path("", include("apps.playground.api.urls")),
     path("", include("apps.evaluations.api.urls")),
+    path("", include("apps.portal.api.urls")),
 ]
 
 urlpatterns = [
@@ -29,5 +30,6 @@ urlpatterns = [
     path("", include("apps.gateway.urls")),
     path("", include("apps.playground.urls")),
     path("", include("apps.evaluations.urls")),
+    path("", include("apps.portal.urls")),
 ]
 handler500 = "apps.core.views.server_error"

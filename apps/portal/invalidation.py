@@ -1,0 +1,1 @@
+"""Invalidation of the gateway's in-process caches (owned by the gateway hot path work)."""
