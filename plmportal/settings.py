@@ -46,6 +46,14 @@ GATEWAY_RETRY_AFTER_CAP_SECONDS = env.float("GATEWAY_RETRY_AFTER_CAP_SECONDS", d
 # Playground batch runs: the most dataset rows one batch takes, and rows per chunk task.
 PLAYGROUND_BATCH_MAX_ROWS = env.int("PLAYGROUND_BATCH_MAX_ROWS", default=10_000)
 PLAYGROUND_BATCH_CHUNK_SIZE = env.int("PLAYGROUND_BATCH_CHUNK_SIZE", default=25)
+# Developer portal: API key lifetime (default and longest, days) and how long a rotated key keeps
+# working (hours); how often the usage rollups are recomputed (seconds, Celery beat); the
+# address developers reach the portal and the gateway at (docs examples and e-mails).
+PORTAL_KEY_DEFAULT_DAYS = env.int("PORTAL_KEY_DEFAULT_DAYS", default=90)
+PORTAL_KEY_MAX_DAYS = env.int("PORTAL_KEY_MAX_DAYS", default=365)
+PORTAL_KEY_ROTATION_GRACE_HOURS = env.float("PORTAL_KEY_ROTATION_GRACE_HOURS", default=24.0)
+PORTAL_ROLLUP_EVERY_SECONDS = env.float("PORTAL_ROLLUP_EVERY_SECONDS", default=60.0)
+PORTAL_PUBLIC_URL = env.str("PORTAL_PUBLIC_URL", default="http://127.0.0.1:8000")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
