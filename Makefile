@@ -32,6 +32,7 @@ format: install
 bench: install
 	$(PY) bench/catalog.py
 	$(PY) bench/pipeline.py
+	$(PY) bench/gateway.py
 	$(PY) bench/evals.py
 
 clean:
