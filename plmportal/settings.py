@@ -119,6 +119,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "apps.core.context_processors.navigation",
                 "apps.changes.context_processors.review_queue",
+                "apps.portal.context_processors.portal_queue",
             ],
         },
     },

@@ -10,7 +10,7 @@ export DJANGO_DEBUG="${DJANGO_DEBUG:-1}"
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-${PLM_DATA_DIR:-var}/prometheus}"
 mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 rm -f "$PROMETHEUS_MULTIPROC_DIR"/*.db
-.venv/bin/celery -A plmportal worker --loglevel=WARNING --concurrency="${CELERY_CONCURRENCY:-2}" &
+.venv/bin/celery -A plmportal worker -B --loglevel=WARNING --concurrency="${CELERY_CONCURRENCY:-2}" &
 WORKER=$!
 trap 'kill "$WORKER" 2>/dev/null || true' EXIT INT TERM
 echo ""

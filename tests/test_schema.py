@@ -48,6 +48,7 @@ CHANGE_CONTROL = re.compile(
 )
 PLAYGROUND = re.compile(r"^/api/v1/(playground-runs|batch-runs)/")
 EVAL_RUNS = re.compile(r"^/api/v1/eval-runs/")
+PORTAL = re.compile(r"^/api/v1/(apis|plans|applications|subscriptions|api-keys)/")
 RESOURCE = re.compile(r"^/api/v1/(?P<resource>[a-z-]+)/\{id\}/(?:(?P<action>[a-z-]+)/)?$")
 
 
@@ -66,6 +67,8 @@ class Seed:
     playground: Callable[[], dict] | None = None
     # A release and evaluation runs to read and cancel: for the eval-runs operations only.
     eval_runs: Callable[[], dict] | None = None
+    # Published APIs, plans, applications, subscriptions and keys: for the portal operations.
+    portal: Callable[[], dict] | None = None
 
     def with_change_control(self) -> None:
         if self.change_control is None:
@@ -79,6 +82,13 @@ class Seed:
         if self.playground is None:
             return
         made, self.playground = self.playground(), None
+        self.ids.update(made["ids"])
+        self.body_refs.update(made["body_refs"])
+
+    def with_portal(self) -> None:
+        if self.portal is None:
+            return
+        made, self.portal = self.portal(), None
         self.ids.update(made["ids"])
         self.body_refs.update(made["body_refs"])
 
@@ -240,6 +250,95 @@ def _eval_runs(*, pm, prod, pv, mv, version) -> dict:
     }
 
 
+def _portal(*, team, pm, prod, pv, mv) -> dict:
+    """A released release and APIs in each status its actions need (a draft to publish, a
+    published one to deprecate, a deprecated one to retire), plans, ``pm``'s application, and
+    subscriptions of a developer in the states the decisions need; ``pm`` decides them."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.accounts.roles import DEVELOPER
+    from apps.portal import services as portal
+
+    rel = releases.release_create(
+        actor=pm, product=prod, version="9.0.0", prompt_version=pv, model_version=mv
+    )
+    releases.release_release(actor=pm, release=releases.release_freeze(actor=pm, release=rel))
+
+    def new_api(slug, publish=True):
+        made = portal.api_create(actor=pm, product=prod, slug=slug, name=slug.title())
+        return portal.api_publish(actor=pm, api=made) if publish else made
+
+    live = new_api("support")
+    to_deprecate, to_retire = new_api("to-deprecate"), new_api("to-retire")
+    portal.api_deprecate(
+        actor=pm,
+        api=to_retire,
+        sunset_at=timezone.now() + timedelta(days=30),
+        migration_note="Use support.",
+    )
+    draft = new_api("draft", publish=False)
+    free = portal.plan_create(
+        actor=pm,
+        api=live,
+        slug="free",
+        name="Free",
+        requests_per_minute=30,
+        approval_required=False,
+    )
+    pro = portal.plan_create(actor=pm, api=live, slug="pro", name="Pro", requests_per_minute=600)
+    app = portal.application_create(actor=pm, name="Schema app")
+    key = portal.key_create(actor=pm, application=app, name="schema").key
+    spare_key = portal.key_create(actor=pm, application=app, name="spare").key
+    dev = member(DEVELOPER, team, username="dev")
+
+    def requested(plan):
+        dev_app = portal.application_create(actor=dev, name=f"dev-{plan.api.slug}-{plan.slug}")
+        return portal.subscription_request(actor=dev, application=dev_app, plan=plan)
+
+    pending = requested(pro)
+    active = requested(
+        portal.plan_create(
+            actor=pm,
+            api=to_deprecate,
+            slug="free",
+            name="Free",
+            requests_per_minute=30,
+            approval_required=False,
+        )
+    )
+    suspended = portal.subscription_suspend(
+        actor=pm, subscription=requested(free), reason="Schema test."
+    )
+    return {
+        "ids": {
+            "apis": str(live.pk),
+            "apis/publish": str(draft.pk),
+            "apis/deprecate": str(to_deprecate.pk),
+            "apis/retire": str(to_retire.pk),
+            "plans": str(pro.pk),
+            "applications": str(app.pk),
+            "subscriptions": str(pending.pk),
+            "subscriptions/approve": str(pending.pk),
+            "subscriptions/reject": str(pending.pk),
+            "subscriptions/suspend": str(active.pk),
+            "subscriptions/resume": str(suspended.pk),
+            "subscriptions/cancel": str(active.pk),
+            "api-keys": str(key.pk),
+            "api-keys/rotate": str(key.pk),
+            "api-keys/revoke": str(spare_key.pk),
+        },
+        "body_refs": {
+            "product": str(prod.pk),
+            "api": str(live.pk),
+            "application": str(app.pk),
+            "plan": str(free.pk),
+            "successor": str(live.pk),
+        },
+    }
+
+
 @pytest.fixture
 def seed(wsgi_in_test_transaction) -> Seed:
     """A team with a product manager and one object of every resource (some with versions)."""
@@ -326,6 +425,7 @@ def seed(wsgi_in_test_transaction) -> Seed:
         ),
         playground=partial(_playground, pm=pm, prod=prod, pv=pv1, mv=mv),
         eval_runs=partial(_eval_runs, pm=pm, prod=prod, pv=pv1, mv=mv, version=eval_v2),
+        portal=partial(_portal, team=team, pm=pm, prod=prod, pv=pv1, mv=mv),
     )
 
 
@@ -361,6 +461,8 @@ def _bind_to_seed(case, seed: Seed) -> None:
         seed.with_playground()
     if EVAL_RUNS.match(case.path):
         seed.with_eval_runs()
+    if PORTAL.match(case.path):
+        seed.with_portal()
     match = RESOURCE.match(case.path)
     resource = match["resource"] if match else ""
     if match and _is_uuid((case.path_parameters or {}).get("id")):

@@ -41,6 +41,7 @@ from .models import (
     Decision,
     Risk,
 )
+from .signals import change_implemented
 
 DEFAULT_POLICY: dict[str, Any] = {
     "stage": None,
@@ -777,6 +778,10 @@ def change_request_implement(*, actor: User, cr: ChangeRequest) -> ChangeRequest
             f"[PLM] Implemented: {cr.title}",
             f"{cr.proposed} is now the released release of {product.slug}.",
             [cr.requested_by],
+        )
+        transaction.on_commit(
+            lambda: change_implemented.send(sender=ChangeRequest, change=cr),
+            robust=True,
         )
     return cr
 

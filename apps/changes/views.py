@@ -44,6 +44,7 @@ from .models import (
     CRState,
     Decision,
 )
+from .panels import change_panels
 
 PAGE_SIZE = 25
 HISTORY_LIMIT = 100
@@ -325,6 +326,7 @@ def _detail_context(request: HttpRequest, cr: ChangeRequest, **forms) -> dict:
         "sign_form": forms.get("sign_form") or SignatureForm(),
         "comment_form": forms.get("comment_form") or CommentForm(prefix=COMMENT_PREFIX),
         "withdraw_form": WithdrawForm(prefix=WITHDRAW_PREFIX),
+        "panels": change_panels(request=request, cr=cr, can_change=can_change),
     }
 
 

@@ -167,6 +167,7 @@ def seed_demo() -> dict:
         created += _seed_provider(users["admin"])
         created += _seed_changes(users, product)
         created += _seed_evaluations(users, team)
+        created += _seed_portal(users, product)
     return {"team": team, "product": product, "created": created}
 
 
@@ -319,4 +320,73 @@ def _seed_evaluations(users: dict, team: Team) -> list[str]:
             base_variables={"company": DEMO_COMPANY},
         )
         created.append("evaluation suite prompt-injection")
+    return created
+
+
+API_DOCS = """# Support assistant
+
+Answers your customers' support questions from the help centre, in their language. Call it with
+the official `openai` client: the `model` is the API's slug, and the template variables go in
+the extra body field `variables`.
+
+```python
+from openai import OpenAI
+
+client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="plm_live_...")
+reply = client.chat.completions.create(
+    model="support-assistant",
+    messages=[],
+    extra_body={"variables": {"company": "Demo Inc.", "question": "Where is my invoice?"}},
+)
+print(reply.choices[0].message.content)
+```
+"""
+PRO_TERMS = (
+    "Fair use: up to 600 requests per minute, no monthly token quota. Requests are reviewed by "
+    "the support team; tell us what your application does."
+)
+
+
+def _seed_portal(users: dict, product: Product) -> list[str]:
+    """The published API ``support-assistant`` (following the product's current release) with
+    its plans ``free`` (no approval) and ``pro`` (approval required). No applications or keys:
+    the developer's journey makes those."""
+    from apps.portal import services as portal
+    from apps.portal.models import APIStatus, Plan, PublishedAPI
+
+    pm = users["pm"]
+    created = []
+    api = PublishedAPI.objects.filter(slug="support-assistant").first()
+    if api is None:
+        api = portal.api_create(
+            actor=pm,
+            product=product,
+            slug="support-assistant",
+            name="Support assistant",
+            summary="Answers customers' support questions from the help centre.",
+            docs=API_DOCS,
+        )
+        created.append("published API support-assistant")
+    if api.status == APIStatus.DRAFT:
+        api = portal.api_publish(actor=pm, api=api)
+    plans = {
+        "free": {
+            "name": "Free",
+            "requests_per_minute": 30,
+            "tokens_per_month": 100_000,
+            "approval_required": False,
+            "terms": "For trying the API out: 30 requests per minute, 100,000 tokens a month.",
+        },
+        "pro": {
+            "name": "Pro",
+            "requests_per_minute": 600,
+            "tokens_per_month": None,
+            "approval_required": True,
+            "terms": PRO_TERMS,
+        },
+    }
+    for slug, fields in plans.items():
+        if not Plan.objects.filter(api=api, slug=slug).exists():
+            portal.plan_create(actor=pm, api=api, slug=slug, **fields)
+            created.append(f"plan {slug}")
     return created

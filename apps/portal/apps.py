@@ -8,4 +8,4 @@ class PortalConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import invalidation  # noqa: F401  (signal receivers)
+        from . import invalidation, panels, receivers  # noqa: F401  (receivers, panels)

@@ -306,3 +306,15 @@ class LimitCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}@{self.window}={self.value}"
+
+
+class UsageRollupState(models.Model):
+    """Where the rollups stand (one row): the records created before ``covered_until`` are in
+    the rollups; the charts read the raw records for the buckets after it."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    covered_until = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"rollups cover records before {self.covered_until}"

@@ -30,6 +30,19 @@
     }
   });
 
+  // The navigation's portal badge: filled once the page has loaded (it costs the page no
+  // query; see apps/portal/context_processors.py).
+  var fillPortalBadge = function () {
+    var slot = document.querySelector("[data-nav-portal-slot]");
+    if (!slot || !window.htmx) return;
+    window.htmx.ajax("GET", slot.getAttribute("data-nav-portal-slot"), { target: slot, swap: "outerHTML" });
+  };
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", fillPortalBadge);
+  } else {
+    fillPortalBadge();
+  }
+
   // Close the user menu when clicking elsewhere.
   document.addEventListener("click", function (event) {
     document.querySelectorAll("details.usermenu[open]").forEach(function (menu) {

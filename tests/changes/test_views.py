@@ -15,6 +15,7 @@ from apps.changes.models import Approval, ChangeRequest
 from apps.releases.models import Release
 from tests.changes.helpers import PASSWORD, proposal, released, submitted_cr, team_reviewer
 from tests.factories import member, prompt_with_versions, release
+from tests.portal.test_views import CHANGE_PANEL_QUERIES
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.django_db
 CHANGE_LIST_QUERIES = 9
 QUEUE_QUERIES = 7
 DASHBOARD_QUERIES = 13
-DETAIL_QUERIES = 19
+DETAIL_QUERIES = 19 + CHANGE_PANEL_QUERIES  # the portal's impact section
 
 
 @pytest.fixture

@@ -45,10 +45,24 @@ def test_seed_demo_builds_the_demo_organisation_once(capsys, settings):
     assert builtin.kind == "builtin"
     assert released.model_version.provider == builtin.slug
 
+    from apps.portal.models import APIKey, Application, Plan, PublishedAPI
+
+    api = PublishedAPI.objects.get(slug="support-assistant")
+    assert (api.product, api.status, api.release) == (product, "published", None)
+    assert api.docs.startswith("# ") and "```python" in api.docs
+    plans = {p.slug: p for p in Plan.objects.filter(api=api)}
+    assert set(plans) == {"free", "pro"}
+    assert (plans["free"].approval_required, plans["free"].requests_per_minute) == (False, 30)
+    assert plans["free"].tokens_per_month == 100_000
+    assert (plans["pro"].approval_required, plans["pro"].requests_per_minute) == (True, 600)
+    assert plans["pro"].tokens_per_month is None and plans["pro"].terms
+    assert not Application.objects.exists() and not APIKey.objects.exists()
+
     events = AuditEvent.objects.count()
     history = product.history.count()
     call_command("seed_demo")
     assert "nothing to do" in capsys.readouterr().out
     assert AuditEvent.objects.count() == events
     assert product.history.count() == history
+    assert api.history.count() == 2 and Plan.history.count() == 2
     assert chain_verify().intact

@@ -17,6 +17,7 @@ from apps.evaluations.models import EvalRun, RunState
 from apps.evaluations.services import suite_version_create, suite_version_deprecate
 from tests.api_suite import last_seq, verbs_since
 from tests.changes.helpers import PASSWORD, proposal, released, team_reviewer
+from tests.changes.test_views import DETAIL_QUERIES
 from tests.evaluations.factories import case_dict, suite, suite_with_cases
 from tests.evaluations.gate_helpers import (
     finish,
@@ -511,7 +512,7 @@ def test_approving_on_the_page_while_pending_shows_the_refusal(client, pm, revie
 # baseline's run, the comparison's cases and results, the outputs of the rows shown. The
 # polled fragment (the reviewer's) reads the request, its approvals, the gate, and what the
 # approve button needs (the reviewer's standing: conflicts and roles).
-DETAIL_QUERIES_WITHOUT_GATE = 19  # as in tests/changes/test_views.py
+DETAIL_QUERIES_WITHOUT_GATE = DETAIL_QUERIES  # as in tests/changes/test_views.py
 GATE_QUERIES = 5
 GATES_FRAGMENT_QUERIES = 16
 

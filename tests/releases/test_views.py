@@ -22,10 +22,12 @@ from tests.factories import (
     release,
 )
 from tests.gateway.test_charts import PANEL_QUERIES
+from tests.portal.test_views import PRODUCT_PANEL_QUERIES
 
 pytestmark = pytest.mark.django_db
 
-PRODUCT_DETAIL_QUERIES = 16 + PANEL_QUERIES  # the gateway's "Calls, last 7 days" panel
+# the gateway's "Calls, last 7 days" panel and the portal's "Published APIs"
+PRODUCT_DETAIL_QUERIES = 16 + PANEL_QUERIES + PRODUCT_PANEL_QUERIES
 
 
 @pytest.fixture
