@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "apps.playground",
     "apps.evaluations",
     "apps.portal",
+    "apps.compliance",
     "apps.demo",
 ]
 

@@ -13,6 +13,8 @@ api_v1 = [
     path("", include("apps.playground.api.urls")),
     path("", include("apps.evaluations.api.urls")),
     path("", include("apps.portal.api.urls")),
+    path("", include("apps.audit.api.urls")),
+    path("", include("apps.compliance.api.urls")),
 ]
 
 urlpatterns = [
@@ -31,5 +33,7 @@ urlpatterns = [
     path("", include("apps.playground.urls")),
     path("", include("apps.evaluations.urls")),
     path("", include("apps.portal.urls")),
+    path("", include("apps.audit.urls")),
+    path("", include("apps.compliance.urls")),
 ]
 handler500 = "apps.core.views.server_error"

@@ -1,0 +1,6 @@
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("apps.audit.urls_trail")),
+    path("", include("apps.audit.urls_verify")),
+]
