@@ -24,6 +24,12 @@ UsageRecord and ProviderCall rows are counted: one each per gateway call.
 Goal on this machine, one request at a time: p50 <= 2 ms and p99 <= 5 ms added; no errors.
 
     .venv/bin/python bench/gateway.py [--latency-ms 20] [--sequential 300] [--concurrent 1280]
+
+Profiling the server process (CPU, not wall clock): ``--cprofile OUT`` runs uvicorn under
+cProfile (stats dumped at shutdown; read with ``pstats``); ``--py-spy OUT`` attaches py-spy
+(``PY_SPY`` = its path; not a project dependency) and writes collapsed stacks per thread.
+``--sequential-only`` skips the other phases; ``--concurrent 0`` skips the saturation phase;
+``--loop`` / ``--http`` pass uvicorn's (``auto``: uvloop and httptools, both installed).
 """
 
 import argparse
@@ -162,28 +168,48 @@ def database_url() -> str:
     return f"postgres://{auth}{s.get('HOST') or '127.0.0.1'}{port}/{s['NAME']}"
 
 
-def start_gateway() -> tuple[subprocess.Popen, str]:
+# ``--cprofile OUT``: the server runs uvicorn under cProfile and dumps the stats at shutdown.
+CPROFILED = (
+    "import cProfile, signal, sys, uvicorn\n"
+    "out, argv = sys.argv[1], sys.argv[2:]\n"
+    "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # uvicorn re-raises it at exit\n"
+    "sys.argv = ['uvicorn', *argv]\n"
+    "profile = cProfile.Profile()\n"
+    "profile.enable()\n"
+    "try:\n"
+    "    uvicorn.main()\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "finally:\n"
+    "    profile.disable()\n"
+    "    profile.dump_stats(out)\n"
+)
+
+
+def start_gateway(args) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "plmportal.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--lifespan",
-            "on",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+    options = [
+        "plmportal.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--lifespan",
+        "on",
+        "--loop",
+        args.loop,
+        "--http",
+        args.http,
+    ]
+    if args.cprofile:
+        command = [sys.executable, "-c", CPROFILED, str(Path(args.cprofile).resolve()), *options]
+    else:
+        command = [sys.executable, "-m", "uvicorn", *options]
+    proc = subprocess.Popen(command, cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -224,6 +250,10 @@ class Sides:
         if r.status_code != 200:
             self.errors["gateway"] += 1
         r.json()
+
+    async def upstream_models(self) -> None:
+        r = await self.client.get(self.upstream.removesuffix("/chat/completions") + "/models")
+        assert r.status_code == 200, r.text
 
     async def get(self, path: str, headers=None) -> None:
         r = await self.client.get(self.base + path, headers=headers)
@@ -279,38 +309,49 @@ async def measure(sides: Sides, args) -> tuple[bool, int]:
     added99 = pct(through, 0.99) - pct(direct, 0.99)
     print(f"{'added (quantiles)':<22}p50 {added50:7.2f} ms   p99 {added99:7.2f} ms")
 
-    width, n = args.width, args.concurrent
-    await concurrent(sides.direct, width * 2, width)  # warm the pools
-    await concurrent(sides.through, width * 2, width)
-    calls += width * 2
-    sides.errors = {"direct": 0, "gateway": 0}
-    d_samples, d_rps = await concurrent(sides.direct, n, width)
-    g_samples, g_rps = await concurrent(sides.through, n, width)
-    calls += n
-    print(f"\n{width} in flight ({n} requests each; saturation of one gateway process)")
-    print(
-        line("direct httpx", d_samples) + f"   {d_rps:7.0f} req/s   errors {sides.errors['direct']}"
-    )
-    print(line("gateway", g_samples) + f"   {g_rps:7.0f} req/s   errors {sides.errors['gateway']}")
-    c50 = pct(g_samples, 0.5) - pct(d_samples, 0.5)
-    c99 = pct(g_samples, 0.99) - pct(d_samples, 0.99)
-    print(f"{'added (quantiles)':<22}p50 {c50:7.2f} ms   p99 {c99:7.2f} ms")
-    print(f"throughput ratio gateway/direct {g_rps / d_rps:.2f}")
-    errors = sides.errors["gateway"]
+    p50, p99 = pct(diffs, 0.5), pct(diffs, 0.99)
+    if args.sequential_only:
+        await sides.client.aclose()
+        print(f"\nadded latency one at a time: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        return p50 <= 2 and p99 <= 5, calls
+
+    errors = 0
+    if args.concurrent:
+        width, n = args.width, args.concurrent
+        await concurrent(sides.direct, width * 2, width)  # warm the pools
+        await concurrent(sides.through, width * 2, width)
+        calls += width * 2
+        sides.errors = {"direct": 0, "gateway": 0}
+        d_samples, d_rps = await concurrent(sides.direct, n, width)
+        g_samples, g_rps = await concurrent(sides.through, n, width)
+        calls += n
+        print(f"\n{width} in flight ({n} requests each; saturation of one gateway process)")
+        for name, samples, rps, side in (
+            ("direct httpx", d_samples, d_rps, "direct"),
+            ("gateway", g_samples, g_rps, "gateway"),
+        ):
+            print(line(name, samples) + f"   {rps:7.0f} req/s   errors {sides.errors[side]}")
+        c50 = pct(g_samples, 0.5) - pct(d_samples, 0.5)
+        c99 = pct(g_samples, 0.99) - pct(d_samples, 0.99)
+        print(f"{'added (quantiles)':<22}p50 {c50:7.2f} ms   p99 {c99:7.2f} ms")
+        print(f"throughput ratio gateway/direct {g_rps / d_rps:.2f}")
+        errors = sides.errors["gateway"]
 
     # the thin app against Django's request cycle, same server, one at a time
     thin, dj = [], []
     for _ in range(20):
         await sides.get("/v1/models", sides.auth)
         await sides.get("/healthz")
+    up = []
     for _ in range(300):
         thin.append(await timed(sides.get("/v1/models", sides.auth)))
         dj.append(await timed(sides.get("/healthz")))
+        up.append(await timed(sides.upstream_models()))
     print("\nthe thin /v1 app against a Django view (same server, one at a time)")
     print(line("GET /v1/models", thin))
     print(line("GET /healthz (Django)", dj))
+    print(line("GET upstream (direct)", up))
 
-    p50, p99 = pct(diffs, 0.5), pct(diffs, 0.99)
     ok = p50 <= 2 and p99 <= 5 and errors == 0
     print(
         f"\nadded latency one at a time: p50 {p50:.2f} ms (goal <= 2), "
@@ -328,6 +369,13 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=1280)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--loop", default="auto", help="uvicorn --loop (auto: uvloop)")
+    parser.add_argument("--http", default="auto", help="uvicorn --http (auto: httptools)")
+    parser.add_argument("--sequential-only", action="store_true", help="skip the other phases")
+    parser.add_argument("--cprofile", metavar="OUT", help="run the server under cProfile")
+    parser.add_argument(
+        "--py-spy", metavar="OUT", help="sample the server with py-spy (collapsed stacks)"
+    )
     args = parser.parse_args()
 
     upstream, base_url = start_upstream(args.latency_ms)
@@ -339,11 +387,23 @@ def main() -> None:
         connection.close()
         redis = "yes" if django.conf.settings.REDIS_URL else "no"
         print(f"engine: {connection.vendor}; redis: {redis}")
-        server, gateway_base = start_gateway()
+        server, gateway_base = start_gateway(args)
+        spy = None
+        if args.py_spy:
+            spy = subprocess.Popen(
+                [
+                    *(os.environ.get("PY_SPY", "py-spy"), "record", "--pid", str(server.pid)),
+                    *("--rate", "1000", "--format", "raw", "--output", args.py_spy),
+                    *("--nonblocking", "--threads"),
+                ]
+            )
+            time.sleep(1)
         _, calls = asyncio.run(measure(Sides(base_url, gateway_base, secret), args))
         server.send_signal(signal.SIGTERM)  # graceful: the lifespan writes the pending rows
         server.wait(timeout=60)
         server = None
+        if spy is not None:
+            spy.wait(timeout=60)
         usage = UsageRecord.objects.count()
         provider_calls = ProviderCall.objects.filter(source=CallSource.GATEWAY).count()
         print(

@@ -43,6 +43,11 @@ PLM_SECRET_KEYS = env.list("PLM_SECRET_KEYS", default=[])
 GATEWAY_BACKOFF_BASE_SECONDS = env.float("GATEWAY_BACKOFF_BASE_SECONDS", default=0.25)
 GATEWAY_BACKOFF_CAP_SECONDS = env.float("GATEWAY_BACKOFF_CAP_SECONDS", default=8.0)
 GATEWAY_RETRY_AFTER_CAP_SECONDS = env.float("GATEWAY_RETRY_AFTER_CAP_SECONDS", default=30.0)
+# Opt-in: non-streaming provider calls to plain http:// upstreams (local vLLM, Ollama, llama.cpp)
+# use the lean keep-alive client (apps/gateway/http11.py, about 1 ms less per call than httpx)
+# instead of httpx. Off by default until its interaction with a Celery prefork pool process
+# killed mid-chunk is understood (the evaluation run does not finish; httpx is fine).
+GATEWAY_LEAN_HTTP = env.bool("GATEWAY_LEAN_HTTP", default=False)
 # Playground batch runs: the most dataset rows one batch takes, and rows per chunk task.
 PLAYGROUND_BATCH_MAX_ROWS = env.int("PLAYGROUND_BATCH_MAX_ROWS", default=10_000)
 PLAYGROUND_BATCH_CHUNK_SIZE = env.int("PLAYGROUND_BATCH_CHUNK_SIZE", default=25)
@@ -54,6 +59,26 @@ PORTAL_KEY_MAX_DAYS = env.int("PORTAL_KEY_MAX_DAYS", default=365)
 PORTAL_KEY_ROTATION_GRACE_HOURS = env.float("PORTAL_KEY_ROTATION_GRACE_HOURS", default=24.0)
 PORTAL_ROLLUP_EVERY_SECONDS = env.float("PORTAL_ROLLUP_EVERY_SECONDS", default=60.0)
 PORTAL_PUBLIC_URL = env.str("PORTAL_PUBLIC_URL", default="http://127.0.0.1:8000")
+
+# --- Audit checkpoints (apps/audit/checkpoints.py, signing.py) -------------------------------
+# The Ed25519 key that signs checkpoints of the audit chain, kept outside the database:
+# AUDIT_SIGNING_KEY (base64 of the 32 raw bytes, or a PEM), else AUDIT_SIGNING_KEY_FILE
+# (generated with mode 0600 on first use). Public keys of rotated-out signing keys (PEMs, one
+# after another) stay in AUDIT_PUBLIC_KEYS_EXTRA so older checkpoints remain verifiable.
+AUDIT_SIGNING_KEY = env.str("AUDIT_SIGNING_KEY", default="")
+AUDIT_SIGNING_KEY_FILE = env.str(
+    "AUDIT_SIGNING_KEY_FILE", default=str(DATA_DIR / "audit-signing-key.pem")
+)
+AUDIT_PUBLIC_KEYS_EXTRA = [
+    pem for pem in [env.str("AUDIT_PUBLIC_KEYS_EXTRA", default="").strip()] if pem
+]
+# A checkpoint every N events (in the appending transaction; 0: only the periodic ones), and
+# the longest an event stays unanchored on a quiet system (the beat task, seconds).
+AUDIT_CHECKPOINT_EVERY = env.int("AUDIT_CHECKPOINT_EVERY", default=1000)
+AUDIT_CHECKPOINT_INTERVAL_SECONDS = env.float("AUDIT_CHECKPOINT_INTERVAL_SECONDS", default=3600.0)
+# The Celery queue verification runs go to (empty: Celery's default queue).
+AUDIT_TASK_QUEUE = env.str("AUDIT_TASK_QUEUE", default="")
+# --- end Audit checkpoints -------------------------------------------------------------------
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -285,6 +310,16 @@ EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+
+# --- Compliance: payload retention ------------------------------------------------------------
+# Provider-call payloads (prompt and output text; playground, batch and evaluation texts too)
+# are cleared by ``manage.py purge_payloads`` (and weekly under celery beat) once older than
+# this many days; the call metadata stays. The floor is 180 days: a lower value stops start-up
+# (system check compliance.E001). Audit events and history are never deleted.
+PAYLOAD_RETENTION_DAYS = env.int("PAYLOAD_RETENTION_DAYS", default=365)
+PAYLOAD_RETENTION_FLOOR_DAYS = 180
+PAYLOAD_PURGE_EVERY_SECONDS = env.float("PAYLOAD_PURGE_EVERY_SECONDS", default=7 * 86400.0)
+# --- end Compliance ----------------------------------------------------------------------------
 
 # --- Security --------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

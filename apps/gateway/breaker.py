@@ -148,6 +148,23 @@ def breaker_key(provider_slug: str, provider_model: str) -> str:
     return f"{provider_slug}/{provider_model}"
 
 
+def redis_key(provider_slug: str, provider_model: str) -> str:
+    """The Redis hash of one provider model's breaker."""
+    return KEY_PREFIX + breaker_key(provider_slug, provider_model)
+
+
+# A read-only fragment for other Lua scripts: ``clean`` is 1 when the breaker whose hash is
+# ``breaker_hash`` is closed with no failure counted (``allow_clean()`` would answer
+# ``(True, True)`` and write nothing), else 0. The portal's gateway runs it inside its
+# rate-limit script, so its hot path asks Redis once per call, not twice.
+CLEAN_LUA = """
+local b = redis.call('HMGET', breaker_hash, 'state', 'failures')
+if (b[1] or 'closed') == 'closed' and (tonumber(b[2]) or 0) == 0 then
+  clean = 1
+end
+"""
+
+
 class Breaker:
     """``Breaker(key, failure_threshold, cooldown_seconds)``; ``key`` is a string (see
     :func:`breaker_key`) or a ``(provider slug, provider model)`` pair."""

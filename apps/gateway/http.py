@@ -35,10 +35,16 @@ def client() -> httpx.AsyncClient:
 
 
 async def aclose() -> None:
-    """Close the running loop's client, if it has one (before that loop itself ends)."""
+    """Close the running loop's client, if it has one, and the lean client's idle connections
+    (``http11``) (before that loop itself ends)."""
     found = _clients.pop(asyncio.get_running_loop(), None)
-    if found is not None:
-        await found.aclose()
+    try:
+        if found is not None:
+            await found.aclose()
+    finally:
+        from . import http11  # the lean client's pool of the same loop (it imports this module)
+
+        await http11.aclose()
 
 
 class UpstreamError(Exception):

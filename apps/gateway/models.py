@@ -128,7 +128,8 @@ class CallSource(models.TextChoices):
 
 
 class ProviderCall(models.Model):
-    """One call through the pipeline: telemetry (tokens, cost, latency, outcome), not content.
+    """One call through the pipeline: telemetry (tokens, cost, latency, outcome) and, until the
+    retention period ends, its payload (``request_messages``, ``response_text``).
 
     A plain model, not governed and not history-tracked: a call is an observation, written once
     by the pipeline (``gateway.recorder`` writes them in batches) and never edited. No audit
@@ -174,6 +175,11 @@ class ProviderCall(models.Model):
     fallback_index = models.PositiveSmallIntegerField(default=0)
     streamed = models.BooleanField(default=False)
     source = models.CharField(max_length=16, choices=CallSource.choices, default=CallSource.API)
+    # The payload: what was sent (the rendered messages) and the answer's text. Cleared, with
+    # the metadata above kept, once older than PAYLOAD_RETENTION_DAYS (compliance.retention).
+    request_messages = models.JSONField(null=True, blank=True)
+    response_text = models.TextField(blank=True, default="")
+    payload_purged_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

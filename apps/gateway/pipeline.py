@@ -321,6 +321,8 @@ def provider_call_build(
     fallback_index: int = 0,
     streamed: bool = False,
     source: str = CallSource.API,
+    request_messages: list | None = None,
+    response_text: str = "",
 ) -> ProviderCall:
     """The row of one call, unsaved but with its id (no query: relations are passed loaded)."""
     if outcome not in CallOutcome.values:
@@ -347,6 +349,8 @@ def provider_call_build(
         fallback_index=fallback_index,
         streamed=streamed,
         source=source,
+        request_messages=request_messages,
+        response_text=response_text or "",
     )
 
 
@@ -385,6 +389,8 @@ def _record(target: Target, result: CallResult, leg: Leg | None, *, streamed: bo
         fallback_index=result.fallback_index,
         streamed=streamed,
         source=source,
+        request_messages=result.messages or None,
+        response_text=result.output,
     )
     result.call_id = call.pk
     recorder.recorder().add(call)
@@ -535,8 +541,10 @@ async def _attempt(
             timeout_seconds=timeout,
         )
     try:
-        # The adapter has its own per-phase timeouts; this bounds the attempt as a whole.
-        return await asyncio.wait_for(work, timeout=timeout)
+        # The adapter has its own per-phase timeouts; this bounds the attempt as a whole (in
+        # this task: ``asyncio.wait_for`` would run the call in a task of its own).
+        async with asyncio.timeout(timeout):
+            return await work
     except TimeoutError:
         raise UpstreamTimeout(f"No answer within {timeout:g} s.") from None
 
@@ -610,6 +618,9 @@ class _Run:
     leg: Leg | None = None
     leg_index: int = 0
     breaker_clean: bool = False  # the current leg's breaker: closed, no failure counted
+    # The caller read the first leg's breaker closed with no failure counted an instant ago
+    # (the portal's gateway, in its rate-limit round trip): its ``allow`` is not asked again.
+    breaker_checked: bool = False
 
     def succeeded(self, leg: Leg) -> None:
         if not self.breaker_clean:
@@ -655,6 +666,10 @@ class _Run:
         """Why ``leg`` is not called now, or None. Asking the breaker may take the probe."""
         if leg.unavailable or leg.provider is None:
             return ProviderUnavailable(leg.unavailable or "No provider.")
+        if self.breaker_checked and leg is self.target.legs[0]:
+            self.breaker_checked = False  # once: a retry or a later leg asks the breaker
+            self.breaker_clean = True
+            return None
         allowed, self.breaker_clean = leg.breaker().allow_clean()
         if not allowed:
             return CircuitOpen(
@@ -738,7 +753,7 @@ def _render(target: Target, variables: Any, messages: Sequence[Mapping[str, Any]
     return rendered
 
 
-def _start(target, variables, messages, parameters, source) -> _Run:
+def _start(target, variables, messages, parameters, source, breaker_checked=False) -> _Run:
     if not target.legs:
         raise ApplicationError("invalid", "The target has no model to call.")
     return _Run(
@@ -746,6 +761,7 @@ def _start(target, variables, messages, parameters, source) -> _Run:
         messages=_render(target, variables, messages),
         overrides=dict(parameters or {}),
         source=source,
+        breaker_checked=breaker_checked,
     )
 
 
@@ -771,13 +787,16 @@ async def run_chat(
     messages: Sequence[Mapping[str, Any]] | None = None,
     parameters: Mapping[str, Any] | None = None,
     source: str = CallSource.API,
+    breaker_checked: bool = False,
 ) -> CallResult:
     """Run one chat request through the whole pipeline; returns the result, recorded.
 
     Raises ``ApplicationError`` (400) for bad variables before anything is called, and
     ``UpstreamFailed`` (502/503/504, with ``.result``) after recording a failed call.
+    ``breaker_checked``: the caller has just read the first leg's breaker closed with no
+    failure counted (``breaker.CLEAN_LUA``), so it is not asked again.
     """
-    run = _start(target, variables, messages, parameters, source)
+    run = _start(target, variables, messages, parameters, source, breaker_checked)
     cached = await _cached(run)
     if cached is not None:
         result = run.result(cached)
@@ -935,9 +954,10 @@ def stream_chat(
     messages: Sequence[Mapping[str, Any]] | None = None,
     parameters: Mapping[str, Any] | None = None,
     source: str = CallSource.API,
+    breaker_checked: bool = False,
 ) -> ChatStream:
     """The streaming form of :func:`run_chat`; rendering errors are raised here, at once."""
-    return ChatStream(_start(target, variables, messages, parameters, source))
+    return ChatStream(_start(target, variables, messages, parameters, source, breaker_checked))
 
 
 # ---- entry points for sync code and for one provider model -----------------------------------

@@ -38,8 +38,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from django.conf import settings
 
-from .. import http
+from .. import http, http11
 from ..http import (
     UpstreamConnectionError,
     UpstreamError,
@@ -98,23 +99,37 @@ async def post_json(
     timeout_seconds: float,
     secret: str,
 ) -> dict[str, Any]:
-    """POST ``body`` as JSON and return the JSON object answered, or raise an ``Upstream*``."""
-    try:
-        response = await http.client().post(
-            url, json=body, headers=dict(headers), timeout=httpx.Timeout(timeout_seconds)
-        )
-    except httpx.TimeoutException:
-        raise UpstreamTimeout(f"No answer within {timeout_seconds:g} s.") from None
-    except httpx.TransportError as exc:
-        raise UpstreamConnectionError(_transport(exc)) from None
-    if response.status_code >= 300:
+    """POST ``body`` as JSON and return the JSON object answered, or raise an ``Upstream*``.
+
+    With ``settings.GATEWAY_LEAN_HTTP`` on (opt-in), a plain ``http://`` upstream is called with
+    the lean client (``gateway.http11``); anything else with the shared httpx client. Both
+    fail the same way, with the same messages."""
+    to = http11.target(url) if getattr(settings, "GATEWAY_LEAN_HTTP", False) else None
+    if to is not None:
+        # Encoded as httpx encodes ``json=`` (a NaN is a ValueError, as there).
+        content = json.dumps(
+            body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode("utf-8")
+        answer = await http11.post(to, dict(headers), content, timeout_seconds)
+        status, raw, text = answer.status, answer.content, answer.text
+        retry_after = answer.headers.get("retry-after")
+    else:
+        try:
+            response = await http.client().post(
+                url, json=body, headers=dict(headers), timeout=httpx.Timeout(timeout_seconds)
+            )
+        except httpx.TimeoutException:
+            raise UpstreamTimeout(f"No answer within {timeout_seconds:g} s.") from None
+        except httpx.TransportError as exc:
+            raise UpstreamConnectionError(_transport(exc)) from None
+        status, raw, text = response.status_code, response.content, lambda: response.text
+        retry_after = response.headers.get("retry-after")
+    if status >= 300:
         raise UpstreamHTTPError(
-            response.status_code,
-            parse_retry_after(response.headers.get("retry-after")),
-            redact(response.text[:BODY_EXCERPT], secret),
+            status, parse_retry_after(retry_after), redact(text()[:BODY_EXCERPT], secret)
         )
     try:
-        data = response.json()
+        data = json.loads(raw)
     except ValueError:
         raise UpstreamProtocolError("The provider's answer is not JSON.") from None
     if not isinstance(data, dict):

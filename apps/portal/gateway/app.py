@@ -396,7 +396,7 @@ class GatewayApp:
                 decision = taken[1]
             else:
                 decision = await self.limiter.take(
-                    sub.id, sub.requests_per_minute, sub.tokens_per_month
+                    sub.id, sub.requests_per_minute, sub.tokens_per_month, api.breaker
                 )
                 taken = (limits_key, decision)
             if decision.generation is not None:
@@ -471,6 +471,7 @@ class GatewayApp:
                 messages=messages,
                 parameters=parameters,
                 source=CallSource.GATEWAY,
+                breaker_checked=ctx.decision.breaker_clean,
             )
         except GatewayError as exc:
             exc.headers = ctx.headers
@@ -493,6 +494,7 @@ class GatewayApp:
             messages=messages,
             parameters=parameters,
             source=CallSource.GATEWAY,
+            breaker_checked=ctx.decision.breaker_clean,
         )
         try:
             first = await anext(chats)  # an upstream failure before the first chunk: a 5xx
@@ -568,7 +570,8 @@ class GatewayApp:
                 raise bad_request("variables must be an object.", param="variables",
                                   code="invalid_variables")  # fmt: skip
             result = await run_chat(ctx.api.target, variables=variables,
-                                    source=CallSource.GATEWAY)  # fmt: skip
+                                    source=CallSource.GATEWAY,
+                                    breaker_checked=ctx.decision.breaker_clean)  # fmt: skip
         except GatewayError as exc:
             exc.headers = ctx.headers
             ctx.record(UsageEndpoint.INVOKE, exc.status, code=exc.code or "")

@@ -15,7 +15,13 @@ EVALSHA), which atomically
   the month ends. The gateway adds each call's tokens (``INCRBY``) after the call finished, off
   the response path, so calls already in flight when the quota is reached may overshoot it;
 - returns the invalidation generation (``apps.portal.invalidation``), so the snapshot check
-  shares the round trip.
+  shares the round trip;
+- reads (never writes) the circuit breaker of the API's first model (``apps.gateway.breaker``,
+  ``CLEAN_LUA``): when it is closed with no failure counted, the pipeline is told so
+  (``breaker_checked``) and does not ask Redis again — one round trip per call, not two.
+
+The tokens a call used are added with one more script (``INCRBY`` + ``EXPIRE``), after the
+response went out.
 
 **Database** (embedded set-up, or ``db`` forced) — ``LimitCounter`` rows changed by atomic
 conditional UPDATEs (SQLite and PostgreSQL): a **fixed window** per calendar minute (UTC, by
@@ -49,6 +55,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connection
 
+from apps.gateway.breaker import CLEAN_LUA
+
 from ..invalidation import REDIS_KEY as GENERATION_KEY
 from ..models import LimitCounter
 
@@ -58,10 +66,12 @@ BUCKET_PREFIX = "plm:gateway:rpm:"
 TOKENS_PREFIX = "plm:gateway:tokens:"
 TOKENS_TTL_SECONDS = 40 * 24 * 3600
 
-# KEYS[1] the bucket hash (tokens, ts), KEYS[2] the month's token counter, KEYS[3] the generation.
+# KEYS[1] the bucket hash (tokens, ts), KEYS[2] the month's token counter, KEYS[3] the generation,
+# KEYS[4] (optional) the circuit breaker hash of the API's first model (read only).
 # ARGV[1] capacity (requests per minute), ARGV[2] the monthly token quota (-1: none).
 # Returns {allowed 0/1, reason ('' | 'requests' | 'tokens'), whole requests left, ms until the
-# next request is available, ms until the bucket is full, tokens used this month, generation}.
+# next request is available, ms until the bucket is full, tokens used this month, generation,
+# breaker closed with no failure counted 0/1}.
 LUA_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -95,7 +105,17 @@ if tokens < 1 then
   wait = math.ceil((1 - tokens) / rate)
 end
 local full = math.ceil((cap - tokens) / rate)
-return {allowed, reason, math.floor(tokens), wait, full, used, gen}
+local clean = 0
+if allowed == 1 and KEYS[4] then
+  local breaker_hash = KEYS[4]
+{CLEAN}end
+return {allowed, reason, math.floor(tokens), wait, full, used, gen, clean}
+""".replace("{CLEAN}", CLEAN_LUA)
+# KEYS[1] the month's token counter; ARGV[1] tokens, ARGV[2] its time to live (s).
+TOKENS_SCRIPT = """
+local used = redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return used
 """
 
 
@@ -111,6 +131,8 @@ class Decision:
     remaining_tokens: int | None = None
     reset_tokens: float | None = None  # seconds until the month's quota starts afresh
     generation: Any = None  # the invalidation generation, when the backend read it
+    # The breaker asked about was closed with no failure counted (Redis only; else False).
+    breaker_clean: bool = False
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         """OpenAI's ``x-ratelimit-*`` headers (token ones only when the plan has a quota)."""
@@ -172,15 +194,20 @@ _redis_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, 
 )
 
 
-def redis_client() -> tuple[redis.asyncio.Redis, Any]:
-    """The running loop's async client and the limiter script registered on it (EVALSHA)."""
+def redis_client() -> tuple[redis.asyncio.Redis, Any, Any]:
+    """The running loop's async client and the limiter's and token counter's scripts
+    registered on it (EVALSHA)."""
     loop = asyncio.get_running_loop()
     found = _redis_clients.get(loop)
     if found is None:
         client = redis.asyncio.Redis.from_url(
             settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1
         )
-        found = _redis_clients[loop] = (client, client.register_script(LUA_SCRIPT))
+        found = _redis_clients[loop] = (
+            client,
+            client.register_script(LUA_SCRIPT),
+            client.register_script(TOKENS_SCRIPT),
+        )
     return found
 
 
@@ -197,23 +224,23 @@ def _decode(value: Any) -> str:
 class RedisLimiter:
     name = "redis"
 
-    async def take(self, sub_id: Any, rpm: int, quota: int | None) -> Decision:
+    async def take(
+        self, sub_id: Any, rpm: int, quota: int | None, breaker: str | None = None
+    ) -> Decision:
+        """Take one request; ``breaker`` (a breaker's Redis hash) is read in the same round
+        trip (``Decision.breaker_clean``)."""
         now = time.time()
         month, month_left = month_window(now)
-        _, script = redis_client()
+        _, script, _ = redis_client()
+        keys = [f"{BUCKET_PREFIX}{sub_id}", f"{TOKENS_PREFIX}{sub_id}:{month}", GENERATION_KEY]
+        if breaker is not None:
+            keys.append(breaker)
         try:
-            reply = await script(
-                keys=[
-                    f"{BUCKET_PREFIX}{sub_id}",
-                    f"{TOKENS_PREFIX}{sub_id}:{month}",
-                    GENERATION_KEY,
-                ],
-                args=[rpm, -1 if quota is None else quota],
-            )
+            reply = await script(keys=keys, args=[rpm, -1 if quota is None else quota])
         except redis.RedisError:
             logger.warning("gateway limiter: Redis unreachable, failing open")
             return fail_open(rpm)
-        allowed, reason, left, wait_ms, full_ms, used, gen = reply
+        allowed, reason, left, wait_ms, full_ms, used, gen, clean = reply
         reason = _decode(reason)
         return Decision(
             allowed=bool(allowed),
@@ -226,6 +253,7 @@ class RedisLimiter:
             remaining_tokens=None if quota is None else quota - int(used),
             reset_tokens=None if quota is None else month_left,
             generation=_decode(gen),
+            breaker_clean=bool(clean),
         )
 
     async def add_tokens(self, sub_id: Any, tokens: int) -> None:
@@ -233,18 +261,15 @@ class RedisLimiter:
             return
         month, _ = month_window(time.time())
         key = f"{TOKENS_PREFIX}{sub_id}:{month}"
-        client, _ = redis_client()
+        _, _, script = redis_client()
         try:
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.incrby(key, tokens)
-                pipe.expire(key, TOKENS_TTL_SECONDS)
-                await pipe.execute()
+            await script(keys=[key], args=[tokens, TOKENS_TTL_SECONDS])
         except redis.RedisError:
             logger.warning("gateway limiter: Redis unreachable, %d tokens not counted", tokens)
 
 
 async def redis_generation() -> str:
-    client, _ = redis_client()
+    client, _, _ = redis_client()
     value = await client.get(GENERATION_KEY)
     return _decode(value) if value is not None else "0"
 
@@ -362,7 +387,9 @@ class DbLimiter:
         self._take = sync_to_async(_db_take_safe, thread_sensitive=True)
         self._add = sync_to_async(_db_add_safe, thread_sensitive=True)
 
-    async def take(self, sub_id: Any, rpm: int, quota: int | None) -> Decision:
+    async def take(
+        self, sub_id: Any, rpm: int, quota: int | None, breaker: str | None = None
+    ) -> Decision:
         return await self._take(sub_id, rpm, quota)
 
     async def add_tokens(self, sub_id: Any, tokens: int) -> None:

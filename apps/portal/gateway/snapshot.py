@@ -26,6 +26,7 @@ from typing import Any
 
 from django.db import close_old_connections, connection
 
+from apps.gateway.breaker import redis_key as breaker_redis_key
 from apps.gateway.pipeline import Target, resolve_target
 from apps.releases.selectors import release_current
 
@@ -96,6 +97,9 @@ class APIFacts:
     target: Target | None
     # Deprecation (RFC 9745) and Sunset (RFC 8594) headers, ready to send.
     headers: tuple[tuple[bytes, bytes], ...] = ()
+    # The Redis hash of the circuit breaker of the target's first model (read in the
+    # rate-limit round trip), or None.
+    breaker: str | None = None
 
 
 @dataclass
@@ -220,6 +224,9 @@ def _api(slug: str) -> APIFacts | None:
         release_id=release.pk if release is not None else None,
         target=target,
         headers=deprecation_headers(api),
+        breaker=breaker_redis_key(target.legs[0].provider_slug, target.legs[0].provider_model)
+        if target is not None and target.legs
+        else None,
     )
 
 
