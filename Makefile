@@ -34,6 +34,7 @@ bench: install
 	$(PY) bench/pipeline.py
 	$(PY) bench/gateway.py
 	$(PY) bench/evals.py
+	$(PY) bench/audit.py
 
 clean:
 	rm -rf var .pytest_cache

@@ -4,6 +4,9 @@ Each event's ``hash`` is sha256 over the previous event's hash and the canonical
 event's content. ``AuditChainHead`` holds the sequence number and hash of the newest event; it
 is locked while an event is appended, so the chain has one order even under concurrent writes,
 and a deleted tail is detected because the head no longer matches the last row.
+
+``AuditCheckpoint`` rows sign (seq, head hash, time) with a key kept outside the database, so
+a rewrite of the whole chain (hashes recomputed, head updated) still fails verification.
 """
 
 from django.conf import settings
@@ -107,6 +110,17 @@ class VerificationRun(models.Model):
     total = models.BigIntegerField(default=0)
     first_bad_seq = models.BigIntegerField(null=True, blank=True)
     problem = models.TextField(blank=True)
+    kind = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="The first problem's kind (altered, deleted, inserted, reordered, "
+        "bad_signature, checkpoint_mismatch, truncated); empty when intact.",
+    )
+    checkpoints_checked = models.IntegerField(default=0)
+    anchored_seq = models.BigIntegerField(
+        null=True, blank=True, help_text="The newest signed checkpoint that verified."
+    )
+    notes = models.TextField(blank=True, help_text="Information that is not a failure.")
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -116,3 +130,50 @@ class VerificationRun(models.Model):
 
     def __str__(self) -> str:
         return f"verification {self.pk} {self.state}"
+
+
+class AuditCheckpointQuerySet(GovernedQuerySet):
+    pass
+
+
+class AuditCheckpoint(models.Model):
+    """A signed anchor of the chain: the newest event's ``seq`` and ``hash`` at time ``at``.
+
+    Written every ``AUDIT_CHECKPOINT_EVERY`` events (in the appending transaction) and by the
+    ``audit.checkpoint`` beat task for events left unanchored for about an hour. The signature
+    (Ed25519, key outside the database) covers ``apps.audit.ed25519.checkpoint_payload``; a
+    rewrite of the chain up to ``seq``, however self-consistent, no longer matches
+    ``head_hash``, and a forged ``head_hash`` no longer matches the signature.
+    """
+
+    seq = models.BigIntegerField(unique=True)
+    head_hash = models.CharField(max_length=64)
+    at = models.DateTimeField()
+    key_id = models.CharField(max_length=32)
+    signature = models.CharField(max_length=128)
+    events = models.BigIntegerField(default=0, help_text="Events since the previous checkpoint.")
+
+    objects = models.Manager.from_queryset(AuditCheckpointQuerySet)()
+
+    class Meta:
+        ordering = ["-seq"]
+
+    def __str__(self) -> str:
+        return f"checkpoint #{self.seq}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ApplicationError("append_only", "Audit checkpoints are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ApplicationError("append_only", "Audit checkpoints are append-only.")
+
+    @property
+    def at_iso(self) -> str:
+        return self.at.isoformat()
+
+    def payload(self) -> bytes:
+        from .ed25519 import checkpoint_payload
+
+        return checkpoint_payload(self.seq, self.head_hash, self.at_iso, self.key_id)
