@@ -12,6 +12,7 @@ from apps.releases.models import Release
 from apps.releases.services import release_freeze
 from apps.releases.views import next_version
 from tests.changes.helpers import PASSWORD, proposal, released, submitted_cr, team_reviewer
+from tests.compliance.test_timetravel import PRODUCT_PANEL_QUERIES as COMPLIANCE_PANEL_QUERIES
 from tests.factories import (
     Dataset,
     artifact,
@@ -27,7 +28,7 @@ from tests.portal.test_views import PRODUCT_PANEL_QUERIES
 pytestmark = pytest.mark.django_db
 
 # the gateway's "Calls, last 7 days" panel and the portal's "Published APIs"
-PRODUCT_DETAIL_QUERIES = 16 + PANEL_QUERIES + PRODUCT_PANEL_QUERIES
+PRODUCT_DETAIL_QUERIES = 16 + PANEL_QUERIES + PRODUCT_PANEL_QUERIES + COMPLIANCE_PANEL_QUERIES
 
 
 @pytest.fixture
