@@ -17,15 +17,15 @@ column, so a filtered page ordered by ``-seq`` is answered from the indexes; a d
 turned into a ``seq`` range as well (see ``SEQ_MARGIN``).
 """
 
-import datetime as dt
 import uuid
 
 from django import forms
 from django.apps import apps
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema_field
+
+from apps.core.dates import DateOrDateTimeFilter, date_schema, lower_bound, upper_bound
 
 from .models import AuditEvent
 
@@ -47,66 +47,6 @@ VERB_HELP = (
     "Event type, such as `release.released`; ending with `.` or `*` it is a family "
     "(`subscription.` matches every subscription event)."
 )
-
-
-def _date_schema(description: str) -> dict:
-    return {
-        "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}],
-        "description": description,
-    }
-
-
-def _start_of(day: dt.date) -> dt.datetime:
-    return timezone.make_aware(dt.datetime.combine(day, dt.time.min), dt.UTC)
-
-
-def lower_bound(value: dt.date | dt.datetime) -> dt.datetime:
-    return value if isinstance(value, dt.datetime) else _start_of(value)
-
-
-def upper_bound(value: dt.date | dt.datetime) -> dt.datetime | None:
-    """The first instant after ``value`` (a day: the next midnight); None past the last day."""
-    if isinstance(value, dt.datetime):
-        return value
-    return None if value == dt.date.max else _start_of(value + dt.timedelta(days=1))
-
-
-class DateOrDateTimeField(forms.Field):
-    """An ISO 8601 date or date-time; ``clean`` returns a ``date`` or a ``datetime`` in UTC."""
-
-    default_error_messages = {
-        "invalid": "Enter an ISO 8601 date (2026-05-01) or date-time (2026-05-01T13:30:00Z).",
-        "range": "This date is out of range.",
-    }
-
-    def to_python(self, value):
-        if value in (None, ""):
-            return None
-        if isinstance(value, dt.datetime | dt.date):
-            return value
-        text = str(value).strip()
-        try:
-            parsed = (
-                dt.date.fromisoformat(text) if len(text) <= 10 else dt.datetime.fromisoformat(text)
-            )
-        except ValueError:
-            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
-        try:
-            if isinstance(parsed, dt.datetime):
-                if timezone.is_naive(parsed):
-                    parsed = timezone.make_aware(parsed, dt.UTC)
-                # In UTC, as the database stores it (PostgreSQL refuses offsets past ±15:59).
-                parsed = parsed.astimezone(dt.UTC)
-            else:
-                lower_bound(parsed)
-                upper_bound(parsed)
-        except (OverflowError, ValueError):
-            raise forms.ValidationError(self.error_messages["range"], code="range") from None
-        return parsed
-
-
-class DateOrDateTimeFilter(filters.Filter):
-    field_class = DateOrDateTimeField
 
 
 def _by_time(queryset):
@@ -202,7 +142,7 @@ class AuditEventFilter(filters.FilterSet):
         queryset, column = self._verb(queryset)
         return queryset.filter(**{f"{column}__startswith": value.strip()})
 
-    @extend_schema_field(_date_schema(AFTER_HELP))
+    @extend_schema_field(date_schema(AFTER_HELP))
     def filter_at_after(self, queryset, name, value):
         low = lower_bound(value)
         first = (
@@ -212,7 +152,7 @@ class AuditEventFilter(filters.FilterSet):
             return queryset.none()
         return _by_time(queryset).filter(at_row__gte=low, seq__gte=first[0] - SEQ_MARGIN)
 
-    @extend_schema_field(_date_schema(BEFORE_HELP))
+    @extend_schema_field(date_schema(BEFORE_HELP))
     def filter_at_before(self, queryset, name, value):
         high = upper_bound(value)
         if high is None:

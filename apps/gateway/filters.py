@@ -6,15 +6,14 @@ ignored. A product named by id or slug, or a release, outside what the user may 
 matches nothing: the queryset is already scoped (``selectors.provider_call_list_for``).
 """
 
-import datetime as dt
 import uuid
 
 from django import forms
-from django.utils import timezone
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema_field
 
 from apps.catalog.api.filters import StrictBooleanFilter
+from apps.core.dates import DateOrDateTimeFilter, date_schema, lower_bound, upper_bound
 
 from .models import CallOutcome, CallSource, ProviderCall
 
@@ -24,74 +23,6 @@ DATE_HELP = (
 )
 AFTER_HELP = f"Calls made at or after this instant; a date alone: from its start. {DATE_HELP}"
 BEFORE_HELP = f"Calls made before this instant; a date alone: that day included. {DATE_HELP}"
-
-
-def _date_schema(description: str) -> dict:
-    """The OpenAPI schema of a date-or-date-time parameter (drf-spectacular's override)."""
-    return {
-        "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}],
-        "description": description,
-    }
-
-
-def _start_of(day: dt.date) -> dt.datetime:
-    return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
-
-
-def _end_of(day: dt.date) -> dt.datetime | None:
-    """The first instant after ``day``; None after the last representable day."""
-    return None if day == dt.date.max else _start_of(day + dt.timedelta(days=1))
-
-
-def lower_bound(value: dt.date | dt.datetime) -> dt.datetime:
-    return value if isinstance(value, dt.datetime) else _start_of(value)
-
-
-def upper_bound(value: dt.date | dt.datetime) -> dt.datetime | None:
-    return value if isinstance(value, dt.datetime) else _end_of(value)
-
-
-class DateOrDateTimeField(forms.Field):
-    """An ISO 8601 date or date-time; ``clean`` returns a ``date`` or an aware ``datetime``."""
-
-    default_error_messages = {
-        "invalid": "Enter an ISO 8601 date (2026-05-01) or date-time (2026-05-01T13:30:00Z).",
-        "range": "This date is out of range.",
-    }
-
-    def to_python(self, value):
-        if value in (None, ""):
-            return None
-        if isinstance(value, dt.datetime | dt.date):
-            return value
-        text = str(value).strip()
-        try:
-            if len(text) <= 10:  # 2026-05-01 (or 20260501)
-                parsed = dt.date.fromisoformat(text)
-            else:
-                parsed = dt.datetime.fromisoformat(text)
-        except ValueError:
-            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
-        try:
-            if isinstance(parsed, dt.datetime):
-                if timezone.is_naive(parsed):
-                    parsed = timezone.make_aware(parsed)
-                # In UTC, as the database stores it: PostgreSQL refuses offsets past ±15:59,
-                # which Python accepts (up to ±23:59).
-                parsed = parsed.astimezone(dt.UTC)
-                bounds = [parsed]
-            else:
-                bounds = [lower_bound(parsed), upper_bound(parsed)]
-            for bound in bounds:  # representable in UTC, as the database stores it
-                if bound is not None:
-                    bound.astimezone(dt.UTC)
-        except (OverflowError, ValueError):
-            raise forms.ValidationError(self.error_messages["range"], code="range") from None
-        return parsed
-
-
-class DateOrDateTimeFilter(filters.Filter):
-    field_class = DateOrDateTimeField
 
 
 class SlugFilter(filters.CharFilter):
@@ -151,11 +82,11 @@ class ProviderCallFilter(filters.FilterSet):
         except ValueError:
             return queryset.filter(product__slug=value)
 
-    @extend_schema_field(_date_schema(AFTER_HELP))
+    @extend_schema_field(date_schema(AFTER_HELP))
     def filter_created_after(self, queryset, name, value):
         return queryset.filter(created_at__gte=lower_bound(value))
 
-    @extend_schema_field(_date_schema(BEFORE_HELP))
+    @extend_schema_field(date_schema(BEFORE_HELP))
     def filter_created_before(self, queryset, name, value):
         high = upper_bound(value)
         return queryset if high is None else queryset.filter(created_at__lt=high)
