@@ -213,22 +213,18 @@ def key_list_for(*, user: User) -> QuerySet[APIKey]:
 @dataclass(frozen=True)
 class Impact:
     """What a new release of a product reaches: the live APIs that follow the product's current
-    release (not pinned to another one) and their active subscriptions."""
+    release (not pinned to a release) and their active subscriptions."""
 
     apis: list[PublishedAPI]
     active_subscriptions: int
 
 
 def change_impact(*, product: Product) -> Impact:
-    from apps.releases.selectors import release_current
-
-    current = release_current(product=product)
+    """An API pinned to a release (even the current one) keeps serving its pin when a change is
+    implemented, so only the followers are reached, before and after the change alike."""
     qs = PublishedAPI.objects.filter(product=product, status__in=PUBLIC_STATUSES)
-    follows = Q(release__isnull=True)
-    if current is not None:
-        follows |= Q(release=current)
     apis = list(
-        qs.filter(follows)
+        qs.filter(release__isnull=True)
         .annotate(
             active=Count("subscriptions", filter=Q(subscriptions__state=SubscriptionState.ACTIVE))
         )

@@ -449,7 +449,8 @@ def plan_update(
 ) -> Plan:
     """Change a plan. Switching ``approval_required`` off while requests wait asks what to do
     with them: ``approve_pending`` True approves them all, False leaves them pending, None (not
-    said) is a 409 ``pending_backlog`` naming how many wait."""
+    said) is a 409 ``pending_backlog`` naming how many wait. The actor's own requests are never
+    approved this way: they stay pending for another approver."""
     with transaction.atomic():
         plan = (
             Plan.objects.select_for_update(of=("self",))
@@ -507,7 +508,9 @@ def plan_update(
             after=after,
         )
         if approve_pending:
-            for sub in pending:
+            # Separation of duties holds here too: the actor's own requests stay pending for
+            # someone else to decide.
+            for sub in (s for s in pending if s.requested_by_id != actor.pk):
                 sub.api = api
                 sub.plan = plan
                 _decide(
@@ -799,6 +802,7 @@ def subscription_suspend(*, actor: User, subscription: Subscription, reason: str
 def subscription_resume(*, actor: User, subscription: Subscription) -> Subscription:
     with transaction.atomic():
         sub = _lock_sub(subscription)
+        _require_not_own(actor, sub, "resume")
         _require_decider(actor, sub, "resume")
         return _decide(
             actor=actor,

@@ -302,6 +302,24 @@ def test_revocation_takes_effect_on_the_next_request_of_the_running_server(serve
     assert_error(chat(server, s2.secret, s2.api.slug), 403, "permission_denied")
 
 
+def test_revocation_reaches_a_server_on_the_database_limiter(django_db_setup, django_db_blocker):
+    """GIVEN a server whose limiter is the database one (its replies carry no generation; with
+    REDIS_URL set the generation still lives in Redis) WHEN another process revokes a key the
+    server has cached THEN the next call is refused."""
+    with django_db_blocker.unblock():
+        srv = GatewayServer(limiter="db").start()
+    try:
+        s = gateway_setup()
+        assert chat(srv, s.secret, s.api.slug).status_code == 200
+        assert chat(srv, s.secret, s.api.slug).status_code == 200
+        s.key.revoked_at = timezone.now()
+        as_actor(s.key, s.developer).save()
+        assert_error(chat(srv, s.secret, s.api.slug), 401, "invalid_api_key")
+    finally:
+        srv.stop()
+        srv.log.unlink(missing_ok=True)
+
+
 @pytest.mark.parametrize(
     "state",
     [

@@ -218,6 +218,34 @@ def test_auto_approve_switch_can_leave_the_backlog_pending():
     services.plan_update(actor=w.pm, plan=w.free, approval_required=False)
 
 
+def test_auto_approve_switch_never_approves_the_actors_own_request():
+    """GIVEN a plan needing approval with a request by the pm and one by a developer
+    WHEN the pm switches the plan to auto-approve with approve_pending=True
+    THEN the developer's request is active and the pm's own stays pending for someone else."""
+    w = world()
+    own = services.subscription_request(actor=w.pm, application=application(w.pm), plan=w.pro)
+    other = services.subscription_request(actor=w.dev, application=application(w.dev), plan=w.pro)
+    seq = last_seq()
+    services.plan_update(actor=w.pm, plan=w.pro, approval_required=False, approve_pending=True)
+    assert verbs_since(seq) == Counter({"plan.changed": 1, "subscription.approved": 1})
+    own.refresh_from_db()
+    other.refresh_from_db()
+    assert other.state == SubscriptionState.ACTIVE and other.decided_by == w.pm
+    assert own.state == SubscriptionState.PENDING and own.decided_by is None
+
+
+def test_nobody_resumes_their_own_suspended_subscription():
+    w = world()
+    admin = member(ADMIN, team=w.pm.memberships.first().team)
+    sub = services.subscription_request(actor=w.pm, application=application(w.pm), plan=w.free)
+    assert sub.state == SubscriptionState.ACTIVE
+    services.subscription_suspend(actor=admin, subscription=sub, reason="abuse")
+    with raises(Forbidden, "own_request"):
+        services.subscription_resume(actor=w.pm, subscription=sub)
+    sub = services.subscription_resume(actor=admin, subscription=sub)
+    assert sub.state == SubscriptionState.ACTIVE
+
+
 # --- applications ----------------------------------------------------------------------------
 
 
@@ -519,8 +547,8 @@ def test_catalog_and_scopes():
 
 def test_change_impact_counts_the_apis_following_the_current_release():
     """GIVEN a product with APIs that follow its release, one pinned to the current release,
-    one pinned to an older one, and a draft WHEN its impact is read THEN the followers (and
-    the one pinned to the current release) with their active subscriptions count."""
+    one pinned to an older one, and a draft WHEN its impact is read THEN only the followers
+    with their active subscriptions count: a pinned API keeps its pin through the change."""
     pm = member(PRODUCT_MANAGER)
     dev = member(DEVELOPER)
     old = released(pm)
@@ -538,6 +566,9 @@ def test_change_impact_counts_the_apis_following_the_current_release():
     services.subscription_request(
         actor=dev, application=application(dev), plan=plan(pm, pinned_old)
     )
+    services.subscription_request(
+        actor=dev, application=application(dev), plan=plan(pm, pinned_current)
+    )
     impact = selectors.change_impact(product=prod)
-    assert sorted(a.pk for a in impact.apis) == sorted([follower.pk, pinned_current.pk])
+    assert [a.pk for a in impact.apis] == [follower.pk]
     assert impact.active_subscriptions == 2

@@ -219,6 +219,9 @@ class GatewayApp:
         self.snapshot = snap.Snapshot()
         self.limiter = limits.make_limiter()
         self.redis_generation = bool(limits.settings.REDIS_URL)
+        # The Redis limiter's reply carries the generation; the database limiter's does not, so
+        # with it every request reads the generation itself.
+        self.generation_in_reply = self.redis_generation and self.limiter.name == "redis"
         self._load = sync_to_async(snap.load, thread_sensitive=True)
 
     # ---- ASGI -----------------------------------------------------------------------------
@@ -304,8 +307,8 @@ class GatewayApp:
 
     async def refresh(self) -> bool:
         """Bring the snapshot up to date where that is cheap; True when it is known fresh.
-        With Redis the hot path learns the generation from the limiter's reply instead."""
-        if self.redis_generation and self.snapshot.generation is not None:
+        With the Redis limiter the hot path learns the generation from its reply instead."""
+        if self.generation_in_reply and self.snapshot.generation is not None:
             if self.snapshot.generation[0] != invalidation.local_generation:
                 self.snapshot.reset(await self.generation())
                 return True
