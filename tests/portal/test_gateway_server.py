@@ -202,6 +202,26 @@ def test_streaming_with_include_usage_ends_with_the_usage_chunk(server):
     assert all(c.usage is None for c in chunks[:-1])
 
 
+def test_async_client_streaming(server):
+    s = gateway_setup()
+
+    async def go():
+        async with AsyncOpenAI(base_url=server.v1, api_key=s.secret) as c:
+            stream = await c.chat.completions.create(
+                model=s.api.slug,
+                messages=[],
+                extra_body={"variables": {"q": "async stream"}},
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            return [chunk async for chunk in stream]
+
+    chunks = asyncio.run(go())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "[builtin] async stream"
+    assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens > 0
+
+
 def test_streaming_without_include_usage_has_no_usage_chunk(server):
     s = gateway_setup()
     chunks = list(
@@ -400,6 +420,58 @@ def test_400_for_bad_json_bad_body_and_bad_variables(server):
         client(server, s.secret, max_retries=0).chat.completions.create(
             model=s.api.slug, messages=[], extra_body={"variables": {}}
         )
+
+
+def test_413_for_a_body_past_the_limit(server):
+    s = gateway_setup()
+    body = b'{"model": "%s", "messages": [], "pad": "' % s.api.slug.encode()
+    body += b"x" * (4 * 1024 * 1024 + 1) + b'"}'
+    assert_error(post(server, "/v1/chat/completions", s.secret, raw=body), 413, "request_too_large")
+
+
+def test_503_when_a_following_api_has_no_release_to_serve(server):
+    """GIVEN an API that follows its product's release WHEN the product has no released release
+    any more THEN the call is a 503 no_release in OpenAI's shape (not a 500)."""
+    s = gateway_setup()
+    assert chat(server, s.secret, s.api.slug).status_code == 200
+    current = s.api.product.releases.get(status="released")
+    current.status = "deprecated"
+    as_actor(current, s.pm).save()
+    assert_error(chat(server, s.secret, s.api.slug), 503, "no_release", "api_error")
+
+
+def test_a_following_api_serves_the_new_release_at_once_and_a_pinned_one_its_pin(server):
+    """GIVEN two APIs over release 1.0.0 of a product on a real upstream, one following the
+    product's release and one pinned to 1.0.0, both called (so the server has cached them)
+    WHEN release 2.0.0, with another prompt, is released THEN the next call through the
+    follower sends the new prompt and the pinned one still sends the old."""
+    s = gateway_setup()
+    with Upstream() as up:
+        Provider.objects.create(
+            slug="up-follow", name="Up", kind="openai_compatible", base_url=up.base_url
+        )
+        prod = product(s.pm)
+        mv = catalog.model_version_create(
+            actor=s.pm,
+            model=artifact(s.pm, Model, prod.owner_team),
+            provider="up-follow",
+            provider_model="m-1",
+        )
+        one = released(s.pm, prod, model_version=mv, prompt_text="Release one.")
+        follower = published_api(s.pm, one)
+        pinned = published_api(s.pm, one, pin=True)
+        for api in (follower, pinned):
+            subscription(s.application, plan(s.pm, api), decided_by=s.pm)
+
+        def system_prompt_sent(api) -> str:
+            assert chat(server, s.secret, api.slug).status_code == 200
+            return up.requests[-1].body["messages"][0]["content"]
+
+        assert system_prompt_sent(follower) == "Release one."
+        assert system_prompt_sent(pinned) == "Release one."
+        released(s.pm, prod, version="2.0.0", model_version=mv, prompt_text="Release two.")
+        assert system_prompt_sent(follower) == "Release two."
+        assert system_prompt_sent(pinned) == "Release one."
 
 
 def test_405_in_the_error_shape(server):
