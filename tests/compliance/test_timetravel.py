@@ -8,6 +8,8 @@ from django.test import Client
 from django.utils import timezone
 
 from apps.accounts.roles import AUDITOR, PRODUCT_MANAGER
+from apps.catalog import services as catalog
+from apps.catalog.models import Dataset
 from apps.changes import services as changes
 from apps.compliance.panels import timeline_chart
 from apps.compliance.timetravel import (
@@ -24,7 +26,7 @@ from apps.portal import services as portal
 from apps.releases.services import release_freeze, release_release
 from tests.api_suite import assert_error
 from tests.changes.helpers import proposal, released, team_reviewer
-from tests.factories import PASSWORD, member, product, release
+from tests.factories import PASSWORD, artifact, member, product, release
 
 pytestmark = pytest.mark.django_db
 
@@ -110,11 +112,26 @@ def test_fallbacks_and_datasets(pm):
 
     prod = product(pm)
     fb = model_version(pm, prod.owner_team, provider_model="fallback-1")
-    r = release(pm, prod, settings={"fallback": [str(fb.pk)]})
+    data = catalog.dataset_version_create(
+        actor=pm,
+        dataset=artifact(pm, Dataset, prod.owner_team),
+        uri="s3://bucket/tickets.jsonl",
+        sha256="a" * 64,
+        row_count=10,
+        source="helpdesk",
+        licence="internal",
+    )
+    r = release(pm, prod, settings={"fallback": [str(fb.pk)]}, dataset_versions=[data])
     r = release_release(actor=pm, release=release_freeze(actor=pm, release=r))
-    state = live_at(product=prod, at=timezone.now())
+    then = _tick()
+    r2 = release(pm, prod, version="2.0.0")
+    release_release(actor=pm, release=release_freeze(actor=pm, release=r2))
+    state = live_at(product=prod, at=then)
+    assert state.release.id == r.pk
     assert state.fallbacks == [fb]
     assert state.settings["fallback"] == [str(fb.pk)]
+    assert state.dataset_versions == [data]
+    assert live_at(product=prod, at=timezone.now()).dataset_versions == []
 
 
 def test_plan_changed_after_t_shows_old_values(pm):
@@ -140,6 +157,14 @@ def test_plan_changed_after_t_shows_old_values(pm):
         ("free", 99),
         ("pro", 600),
     ]
+    # The same through the published API's own view of time, and its API endpoint.
+    served = api_live_at(api=api, at=then)
+    assert [(p.slug, p.requests_per_minute) for p in served.api.plans] == [("free", 30)]
+    assert served.live.release.id == rel.pk
+    client = Client()
+    client.force_login(pm)
+    body = client.get(f"/api/v1/apis/{api.pk}/live/", {"at": then.isoformat()}).json()
+    assert [(p["slug"], p["requests_per_minute"]) for p in body["api"]["plans"]] == [("free", 30)]
 
 
 def test_api_that_did_not_exist_yet_is_absent(pm):
