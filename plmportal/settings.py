@@ -109,6 +109,7 @@ INSTALLED_APPS = [
     "apps.evaluations",
     "apps.portal",
     "apps.compliance",
+    "apps.lifecycle",
     "apps.demo",
 ]
 
@@ -321,6 +322,9 @@ PAYLOAD_RETENTION_DAYS = env.int("PAYLOAD_RETENTION_DAYS", default=365)
 PAYLOAD_RETENTION_FLOOR_DAYS = 180
 PAYLOAD_PURGE_EVERY_SECONDS = env.float("PAYLOAD_PURGE_EVERY_SECONDS", default=7 * 86400.0)
 # --- end Compliance ----------------------------------------------------------------------------
+
+# --- Lifecycle: how often the beat task retires products whose sunset date has passed ----------
+LIFECYCLE_SUNSET_EVERY_SECONDS = env.float("LIFECYCLE_SUNSET_EVERY_SECONDS", default=3600.0)
 
 # --- Security --------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

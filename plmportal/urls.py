@@ -15,6 +15,7 @@ api_v1 = [
     path("", include("apps.portal.api.urls")),
     path("", include("apps.audit.api.urls")),
     path("", include("apps.compliance.api.urls")),
+    path("", include("apps.lifecycle.api.urls")),
 ]
 
 urlpatterns = [
@@ -35,5 +36,6 @@ urlpatterns = [
     path("", include("apps.portal.urls")),
     path("", include("apps.audit.urls")),
     path("", include("apps.compliance.urls")),
+    path("", include("apps.lifecycle.urls")),
 ]
 handler500 = "apps.core.views.server_error"

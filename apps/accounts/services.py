@@ -3,6 +3,7 @@
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
@@ -241,3 +242,34 @@ def lockout_recorded(*, username: str, ip_address: str) -> None:
             after={"username": username[:150]},
             ip_address=ip_address,
         )
+
+
+# --- signatures ------------------------------------------------------------------------------
+
+
+def signature_check(
+    *, actor: User, password: str, obj: Any, product_id: Any = None, what: str = ""
+) -> None:
+    """A signature: the signer's password in the same request. Failures are audited
+    (``signature.failed`` on ``obj``), and past AXES_FAILURE_LIMIT of them within the cool-off
+    time the user may not sign at all, so a stolen session cannot guess on."""
+    from apps.audit.models import AuditEvent
+
+    since = timezone.now() - timedelta(hours=settings.AXES_COOLOFF_TIME)
+    failures = AuditEvent.objects.filter(
+        actor_id=actor.pk, verb="signature.failed", at__gte=since
+    ).count()
+    if failures >= settings.AXES_FAILURE_LIMIT:
+        raise Forbidden(
+            "signature_locked",
+            "Too many wrong passwords: signing is locked for a while. Try again later.",
+        )
+    if password and actor.check_password(password):
+        return
+    with transaction.atomic():
+        audit_record(actor=actor, verb="signature.failed", obj=obj, product_id=product_id)
+    raise Forbidden(
+        "bad_signature",
+        f"Your password did not match: {what or 'decisions are signed with it'}.",
+        {"password": ["Incorrect password."]},
+    )

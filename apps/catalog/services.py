@@ -15,7 +15,7 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from apps.accounts.models import Team, User
-from apps.accounts.roles import AUTHOR_ROLES, ROLE_OBJECT_VERBS, ROLES, group_name
+from apps.accounts.roles import ADMIN, AUTHOR_ROLES, ROLE_OBJECT_VERBS, ROLES, group_name
 from apps.audit.services import audit_changes, audit_record
 from apps.core.exceptions import ApplicationError, Conflict, Forbidden
 from apps.core.hashing import content_hash
@@ -116,6 +116,13 @@ def product_create(
     intended_use: str = "",
 ) -> Product:
     _require_author(actor, owner_team)
+    if stage != Stage.CONCEPT and not (actor.is_superuser or actor.has_role(ADMIN)):
+        raise Forbidden(
+            "gate_required",
+            "A new product starts in concept; it moves on through signed stage gates. Only an "
+            "admin may register an existing product in a later stage.",
+            {"stage": ["Only concept (an admin may import a product in a later stage)."]},
+        )
     with transaction.atomic():
         product = as_actor(
             Product(
@@ -153,6 +160,7 @@ def product_update(
     with transaction.atomic():
         product = Product.objects.select_for_update().get(pk=product.pk)
         _require_perm(actor, "change", product)
+        require_writable(product)
         before = _snapshot(product, PRODUCT_FIELDS)
         for field, value in (
             ("name", name),
@@ -177,15 +185,54 @@ def product_update(
     return product
 
 
-def product_transition(*, actor: User, product: Product, to_stage: str) -> Product:
-    """Move a product along its lifecycle, only by the moves STAGE_TRANSITIONS allows."""
+def require_writable(product: Product) -> None:
+    """A retired product is read-only: its history stays, nothing about it changes."""
+    if product.stage == Stage.RETIRED:
+        raise Conflict(
+            "retired",
+            f"{product.slug} is retired: it is read-only.",
+            {"product": ["Retired products are read-only."]},
+        )
+
+
+def require_stage_request(*, actor: User, product: Product, to_stage: str) -> None:
+    """A stage is not a field to set: refuse, saying how a product moves (a signed request
+    through the stage gate), after the checks a direct move would have made."""
+    _require_perm(actor, "change", product)
+    allowed = STAGE_TRANSITIONS[product.stage]
+    if to_stage not in allowed:
+        raise Conflict(
+            "invalid_transition",
+            f"A product in {product.stage} cannot move to {to_stage}; allowed: "
+            + (", ".join(allowed) if allowed else "none (retired is final)")
+            + ".",
+            {"stage": [f"{product.stage} → {to_stage} is not allowed."]},
+        )
+    raise Conflict(
+        "gate_required",
+        f"A product moves to {to_stage} through its stage gate: request the move with "
+        "POST /api/v1/lifecycle-requests/ {product, to_stage}; someone else signs it once its "
+        "entry criteria are met.",
+        {"stage": ["Request the move; it is a signed decision."]},
+    )
+
+
+def product_transition(
+    *, actor: User | None, product: Product, to_stage: str, signed: dict | None = None
+) -> Product:
+    """Move a product along its lifecycle, only by the moves STAGE_TRANSITIONS allows.
+
+    People move products through the lifecycle app's signed requests (stage gates), which pass
+    the signature as ``signed`` (request id, signer, role) and have checked who may sign; the
+    permission check here is for direct callers (the demo seed, tests)."""
     if to_stage not in Stage.values:
         raise ApplicationError(
             "invalid", f"Unknown stage {to_stage!r}.", {"stage": [f"One of {Stage.values}."]}
         )
     with transaction.atomic():
         product = Product.objects.select_for_update().get(pk=product.pk)
-        _require_perm(actor, "change", product)
+        if signed is None:
+            _require_perm(actor, "change", product)
         current = product.stage
         if to_stage == current:
             return product
@@ -206,7 +253,7 @@ def product_transition(*, actor: User, product: Product, to_stage: str) -> Produ
             obj=product,
             product_id=product.pk,
             before={"stage": current},
-            after={"stage": to_stage},
+            after={"stage": to_stage, **({"signed": signed} if signed else {})},
         )
     return product
 

@@ -36,7 +36,6 @@ urlpatterns = [
     path("products/", views.product_list, name="product_list"),
     path("products/new/", views.product_create, name="product_create"),
     path("products/<uuid:pk>/", views.product_detail, name="product_detail"),
-    path("products/<uuid:pk>/transition/", views.product_transition, name="product_transition"),
     *_artifact_urls("prompt", "prompts"),
     *_artifact_urls("model", "models"),
     *_artifact_urls("dataset", "datasets"),

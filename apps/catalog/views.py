@@ -41,7 +41,6 @@ from .forms import (
     RenderPreviewForm,
 )
 from .models import (
-    STAGE_TRANSITIONS,
     Dataset,
     DatasetVersion,
     Model,
@@ -367,7 +366,6 @@ def product_detail(request, pk):
             "product": product,
             "panels": product_panels(request=request, product=product, can_change=can_change),
             "can_change": can_change,
-            "transitions": STAGE_TRANSITIONS[product.stage] if can_change else (),
             "stages": Stage.values,
             "artifact_groups": [
                 ("Prompt templates", "prompt", artifacts["prompts"].order_by("slug")),
@@ -377,23 +375,6 @@ def product_detail(request, pk):
             "history": _history_rows(product),
         },
     )
-
-
-@login_required
-@require_POST
-def product_transition(request, pk):
-    product = get_object_or_404(selectors.product_list_for(user=request.user), pk=pk)
-    to_stage = request.POST.get("to_stage", "")
-    try:
-        product = services.product_transition(
-            actor=request.user, product=product, to_stage=to_stage
-        )
-    except ApplicationError as exc:
-        _refuse_or_404(exc)
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"{product.name} is now in {product.stage}.")
-    return redirect("product_detail", pk=product.pk)
 
 
 # --- artifacts ---------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ pass, and each signature stores the evidence it relied on.
 """
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -18,7 +17,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Membership, User
 from apps.accounts.roles import ROLES
-from apps.audit.models import AuditEvent
+from apps.accounts.services import signature_check
 from apps.audit.services import audit_changes, audit_record
 from apps.catalog.models import Product, Stage
 from apps.core.exceptions import ApplicationError, Conflict, Forbidden
@@ -558,25 +557,12 @@ def _check_standing(actor: User, cr: ChangeRequest) -> None:
 
 
 def _check_password(actor: User, password: str, cr: ChangeRequest) -> None:
-    """The signature. Failures are audited, and past AXES_FAILURE_LIMIT of them within the
-    cool-off time the user may not sign at all, so a stolen session cannot guess on."""
-    since = timezone.now() - timedelta(hours=settings.AXES_COOLOFF_TIME)
-    failures = AuditEvent.objects.filter(
-        actor_id=actor.pk, verb="signature.failed", at__gte=since
-    ).count()
-    if failures >= settings.AXES_FAILURE_LIMIT:
-        raise Forbidden(
-            "signature_locked",
-            "Too many wrong passwords: signing is locked for a while. Try again later.",
-        )
-    if password and actor.check_password(password):
-        return
-    with transaction.atomic():
-        audit_record(actor=actor, verb="signature.failed", obj=cr, product_id=cr.product_id)
-    raise Forbidden(
-        "bad_signature",
-        "Your password did not match: approvals and rejections are signed with it.",
-        {"password": ["Incorrect password."]},
+    signature_check(
+        actor=actor,
+        password=password,
+        obj=cr,
+        product_id=cr.product_id,
+        what="approvals and rejections are signed with it",
     )
 
 

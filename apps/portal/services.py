@@ -376,6 +376,72 @@ def api_retire(*, actor: User, api: PublishedAPI) -> PublishedAPI:
         return _move_api(actor=actor, api=api, to=APIStatus.RETIRED, verb="api.retired")
 
 
+@dataclass(frozen=True)
+class SunsetReport:
+    api: str
+    cancelled: int
+    revoked: int
+
+
+def api_sunset(*, api: PublishedAPI, now: datetime | None = None) -> SunsetReport:
+    """At its sunset date a deprecated API is retired by the system (no actor; the signed
+    deprecation decided it): it answers 410, its live subscriptions end, and the keys of their
+    applications that are left without an active subscription are revoked."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        api = _lock_api(api)
+        if api.status != APIStatus.DEPRECATED or api.sunset_at is None or api.sunset_at > now:
+            raise Conflict(
+                "not_due",
+                f"API {api.slug} is {api.status}"
+                + (f", sunset {api.sunset_at:%Y-%m-%d %H:%M}" if api.sunset_at else "")
+                + ": it is not due to be retired.",
+            )
+        api.retired_at = now
+        _move_api(
+            actor=None,
+            api=api,
+            to=APIStatus.RETIRED,
+            verb="api.retired",
+            extra={"reason": "sunset date reached"},
+        )
+        subs = list(
+            Subscription.objects.select_for_update(of=("self",))
+            .select_related("application", "api", "plan")
+            .filter(api=api, state__in=LIVE_SUBSCRIPTION_STATES)
+            .order_by("created_at")
+        )
+        for sub in subs:
+            _decide(
+                actor=None,
+                sub=sub,
+                decision="cancelled",
+                reason="the API reached its sunset date",
+                notify=False,
+            )
+        app_ids = {sub.application_id for sub in subs}
+        still_active = set(
+            Subscription.objects.filter(
+                application_id__in=app_ids, state=SubscriptionState.ACTIVE
+            ).values_list("application_id", flat=True)
+        )
+        revoked = 0
+        for key in APIKey.objects.select_for_update().filter(
+            application_id__in=app_ids - still_active, revoked_at__isnull=True
+        ):
+            key.revoked_at = now
+            as_actor(key, None).save(update_fields=["revoked_at", "updated_at"])
+            audit_record(
+                actor=None,
+                verb="key.revoked",
+                obj=key,
+                before={"revoked_at": None},
+                after={"revoked_at": now, "prefix": key.prefix, "reason": f"{api.slug} sunset"},
+            )
+            revoked += 1
+    return SunsetReport(api=api.slug, cancelled=len(subs), revoked=revoked)
+
+
 # --- Plans -----------------------------------------------------------------------------------
 
 

@@ -274,8 +274,9 @@ def test_product_create_unknown_team_and_duplicate_slug_are_400(client_for, pm):
     assert "slug" in body["fields"]
 
 
-def test_stage_moves_along_the_lifecycle_and_a_bad_move_is_409(client_for, pm):
-    """GIVEN a product in concept WHEN it jumps to production THEN 409, and a step is 200."""
+def test_stage_is_not_set_by_patch(client_for, pm):
+    """GIVEN a product in concept WHEN it jumps to production THEN 409 invalid_transition; WHEN
+    it steps to design THEN 409 gate_required, naming the signed request that moves it."""
     obj = product(pm)
     client = client_for(pm)
     url = f"/api/v1/products/{obj.pk}/"
@@ -285,10 +286,10 @@ def test_stage_moves_along_the_lifecycle_and_a_bad_move_is_409(client_for, pm):
     assert "concept" in body["message"] and "production" in body["message"]
     assert verbs_since(seq) == Counter()
 
-    response = client.patch(url, {"stage": "design"}, format="json")
-    assert response.status_code == 200, response.data
-    assert response.json()["stage"] == "design"
-    assert verbs_since(seq) == Counter({"product.stage_changed": 1})
+    # An allowed move is not a field to set either: it is a signed request through the gate.
+    body = assert_error(client.patch(url, {"stage": "design"}, format="json"), 409)
+    assert body["code"] == "gate_required" and "/api/v1/lifecycle-requests/" in body["message"]
+    assert verbs_since(seq) == Counter()
 
 
 def test_stage_change_with_other_changes_is_400(client_for, pm):

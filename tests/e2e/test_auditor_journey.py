@@ -408,7 +408,6 @@ def test_an_auditor_cannot_change_anything(client, client_for):
             "name": "x",
             "owner_team": post["owner_team"],
         },
-        f"/products/{product.pk}/transition/": {"to_stage": "retired"},
         f"/products/{product.pk}/releases/new/": {"version": "9.9.9"},
         f"/releases/{cr.proposed_id}/edit/": {"notes": "Auditor was here."},
         f"/changes/new/?product={product.pk}": {

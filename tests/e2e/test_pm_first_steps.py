@@ -32,7 +32,7 @@ def test_pm_first_steps(page, live_server, artifacts_dir):
     expect(page.get_by_role("heading", level=1)).to_have_text("Products")
     expect(page.locator(".role-chip")).to_have_text("Product manager")
 
-    # Create a product and move it to design.
+    # Create a product.
     page.get_by_role("link", name="New product").click()
     page.fill("#id_name", "Support Assistant")
     page.fill("#id_slug", "support-assistant")
@@ -41,10 +41,12 @@ def test_pm_first_steps(page, live_server, artifacts_dir):
     page.get_by_role("button", name="Create product").click()
     expect(page.locator(".alert-success")).to_contain_text("Support Assistant")
     expect(page.get_by_role("heading", level=1)).to_contain_text("Support Assistant")
-    page.get_by_role("button", name="Move to design").click()
-    expect(page.locator(".alert-success")).to_contain_text("is now in design")
-    expect(page.locator(".change-list").first).to_contain_text("concept")
-    assert Product.objects.get(slug="support-assistant").stage == "design"
+    # Moving on is a signed stage gate (tests/e2e/test_lifecycle_journey.py): the product page
+    # says what design needs.
+    expect(page.locator('[data-move="design"] [data-check="brief"]')).to_have_attribute(
+        "data-check-state", "missing"
+    )
+    assert Product.objects.get(slug="support-assistant").stage == "concept"
 
     # Search the product list (htmx swaps the table).
     nav.get_by_role("link", name="Products", exact=True).click()

@@ -16,6 +16,7 @@ from apps.gateway.selectors import percentile_cont, provider_call_daily_stats
 
 from ..compliance.test_timetravel import PRODUCT_PANEL_QUERIES as COMPLIANCE_PANEL_QUERIES
 from ..factories import TeamFactory, member, product
+from ..lifecycle.test_views import LIFECYCLE_PANEL_QUERIES
 from ..portal.test_views import PRODUCT_PANEL_QUERIES as PORTAL_PRODUCT_PANEL_QUERIES
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +25,9 @@ pytestmark = pytest.mark.django_db
 # what the panel adds: one query on PostgreSQL (per day and the total, with percentile_cont),
 # two elsewhere (per day, then the ordered latencies for the percentiles).
 # The portal's "Published APIs" section is part of the page without this panel.
-PRODUCT_PAGE_QUERIES_WITHOUT_PANEL = 16 + PORTAL_PRODUCT_PANEL_QUERIES + COMPLIANCE_PANEL_QUERIES
+PRODUCT_PAGE_QUERIES_WITHOUT_PANEL = (
+    16 + PORTAL_PRODUCT_PANEL_QUERIES + COMPLIANCE_PANEL_QUERIES + LIFECYCLE_PANEL_QUERIES
+)
 PANEL_QUERIES = 1 if connection.vendor == "postgresql" else 2
 
 

@@ -23,12 +23,15 @@ from tests.factories import (
     release,
 )
 from tests.gateway.test_charts import PANEL_QUERIES
+from tests.lifecycle.test_views import LIFECYCLE_PANEL_QUERIES
 from tests.portal.test_views import PRODUCT_PANEL_QUERIES
 
 pytestmark = pytest.mark.django_db
 
 # the gateway's "Calls, last 7 days" panel and the portal's "Published APIs"
-PRODUCT_DETAIL_QUERIES = 16 + PANEL_QUERIES + PRODUCT_PANEL_QUERIES + COMPLIANCE_PANEL_QUERIES
+PRODUCT_DETAIL_QUERIES = (
+    16 + PANEL_QUERIES + PRODUCT_PANEL_QUERIES + COMPLIANCE_PANEL_QUERIES + LIFECYCLE_PANEL_QUERIES
+)
 
 
 @pytest.fixture

@@ -156,11 +156,8 @@ class ProductViewSet(CatalogViewSet):
         changes = dict(serializer.validated_data)
         stage = changes.pop("stage", product.stage)
         if stage != product.stage:
-            product = services.product_transition(
-                actor=request.user, product=product, to_stage=stage
-            )
-        else:
-            product = services.product_update(actor=request.user, product=product, **changes)
+            services.require_stage_request(actor=request.user, product=product, to_stage=stage)
+        product = services.product_update(actor=request.user, product=product, **changes)
         return self._respond(product)
 
 
