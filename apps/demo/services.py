@@ -21,6 +21,8 @@ from apps.catalog.models import (
     PromptTemplateVersion,
     Stage,
 )
+from apps.lifecycle import services as lifecycle
+from apps.lifecycle.models import Assessment
 
 DEMO_USERS = [
     ("pm", "product_manager", "Priya Manager"),
@@ -57,6 +59,60 @@ DATASET_ROWS = (
     b'{"question": "Can I change my plan?", "answer": "Yes, under Billing."}\n'
     b'{"question": "Where is my invoice?", "answer": "Billing, then Invoices."}\n'
 )
+
+
+DEMO_BRIEF = {
+    "problem_statement": "Customers wait hours for answers that are already in the help centre.",
+    "target_users": "Customers of the demo company; support agents who review escalations.",
+    "user_stories": [
+        {
+            "as_a": "customer",
+            "i_want": "an answer to my question in seconds",
+            "so_that": "I do not wait for an agent",
+        },
+        {
+            "as_a": "support agent",
+            "i_want": "the assistant to answer the common questions",
+            "so_that": "I handle the hard cases",
+        },
+    ],
+    "intended_uses": "Answering support questions from the help centre's articles.",
+    "out_of_scope_uses": "Refunds, account changes, legal or medical advice.",
+    "data_strategy": {
+        "sources": "Help centre articles and anonymised FAQ exports.",
+        "consent": "Public articles; the FAQ export is covered by the support terms.",
+        "pii_handling": "No customer data in prompts; payloads purged after the retention.",
+    },
+    "target_metrics": [
+        {"metric": "p95_latency_ms", "op": "<=", "threshold": 2000},
+        {"metric": "error_rate", "op": "<=", "threshold": 0.05},
+        {"metric": "cost_per_1k_calls", "op": "<=", "threshold": 5},
+    ],
+    "changelog": "First brief.",
+}
+DEMO_ASSESSMENT = {
+    "technical": "The built-in model answers in milliseconds; a hosted model fits the budget.",
+    "ethical": "Answers cite the help centre; customers can always reach a person.",
+    "economic": "Replaces first-line answers for the common questions.",
+    "risks": [
+        {
+            "title": "A wrong answer is trusted",
+            "likelihood": 3,
+            "severity": 2,
+            "mitigation": "Answers link their article; agents review escalations.",
+        },
+        {
+            "title": "Prompt injection",
+            "likelihood": 2,
+            "severity": 3,
+            "mitigation": "The prompt-injection suite runs on every change.",
+        },
+    ],
+    "affected_groups": ["Customers", "Support agents"],
+    "calls_per_month": 50_000,
+    "tokens_in_per_call": 600,
+    "tokens_out_per_call": 200,
+}
 
 
 def _user(username: str, display: str, *, superuser: bool) -> User:
@@ -101,6 +157,9 @@ def seed_demo() -> dict:
                 risk_class="limited",
                 intended_use="Answers customers' support questions from the help centre.",
             )
+            # Written in concept, so in force at once; the stages since then are seeded
+            # directly (the demo's history, not a gate walked through).
+            lifecycle.brief_create(actor=pm, product=product, **DEMO_BRIEF)
             for stage in (Stage.DESIGN, Stage.DEVELOPMENT, Stage.VALIDATION, Stage.PRODUCTION):
                 catalog.product_transition(actor=pm, product=product, to_stage=stage)
             created.append("product support-assistant")
@@ -168,6 +227,14 @@ def seed_demo() -> dict:
         created += _seed_changes(users, product)
         created += _seed_evaluations(users, team)
         created += _seed_portal(users, product)
+        if not Assessment.objects.filter(product=product).exists():
+            lifecycle.assessment_set(
+                actor=pm,
+                product=product,
+                model_version=ModelVersion.objects.filter(model=model).order_by("version").first(),
+                **DEMO_ASSESSMENT,
+            )
+            created.append("assessment support-assistant")
     return {"team": team, "product": product, "created": created}
 
 
