@@ -43,11 +43,12 @@ PLM_SECRET_KEYS = env.list("PLM_SECRET_KEYS", default=[])
 GATEWAY_BACKOFF_BASE_SECONDS = env.float("GATEWAY_BACKOFF_BASE_SECONDS", default=0.25)
 GATEWAY_BACKOFF_CAP_SECONDS = env.float("GATEWAY_BACKOFF_CAP_SECONDS", default=8.0)
 GATEWAY_RETRY_AFTER_CAP_SECONDS = env.float("GATEWAY_RETRY_AFTER_CAP_SECONDS", default=30.0)
-# Opt-in: non-streaming provider calls to plain http:// upstreams (local vLLM, Ollama, llama.cpp)
-# use the lean keep-alive client (apps/gateway/http11.py, about 1 ms less per call than httpx)
-# instead of httpx. Off by default until its interaction with a Celery prefork pool process
-# killed mid-chunk is understood (the evaluation run does not finish; httpx is fine).
-GATEWAY_LEAN_HTTP = env.bool("GATEWAY_LEAN_HTTP", default=False)
+# Non-streaming provider calls to plain http:// upstreams (local vLLM, Ollama, llama.cpp) use
+# the lean keep-alive client (apps/gateway/http11.py, about 1 ms less per call than httpx):
+# "gateway" (default) while the subscribers' /v1 gateway serves a request, "1" everywhere, "0"
+# nowhere. Celery workers keep httpx by default: with the lean client, an evaluation run whose
+# prefork pool process was killed mid-chunk did not finish (not understood yet).
+GATEWAY_LEAN_HTTP = env.str("GATEWAY_LEAN_HTTP", default="gateway")
 # Playground batch runs: the most dataset rows one batch takes, and rows per chunk task.
 PLAYGROUND_BATCH_MAX_ROWS = env.int("PLAYGROUND_BATCH_MAX_ROWS", default=10_000)
 PLAYGROUND_BATCH_CHUNK_SIZE = env.int("PLAYGROUND_BATCH_CHUNK_SIZE", default=25)

@@ -3,10 +3,10 @@ call to a plain ``http://`` upstream (a local vLLM, Ollama or llama.cpp; the tes
 upstreams).
 
 httpx costs about a millisecond of CPU per call, most of what the gateway adds in front of a
-local upstream; this costs a tenth of that. It is used by ``providers.sse.post_json`` only
-(``settings.GATEWAY_LEAN_HTTP``, opt-in: off by default); ``https://`` URLs, URLs it does not
-handle (``target`` says None) and every streaming call keep using the shared httpx client
-(``gateway.http``): over the WAN a millisecond does not matter.
+local upstream; this costs a tenth of that. It is used by ``providers.sse.post_json`` only,
+when ``enabled()`` (by default: while the subscribers' gateway serves a request); ``https://``
+URLs, URLs it does not handle (``target`` says None) and every streaming call keep using the
+shared httpx client (``gateway.http``): over the WAN a millisecond does not matter.
 
 The pool is one per running event loop (as ``gateway.http``'s client is): idle connections per
 (host, port), at most ``MAX_IDLE_PER_HOST`` each, closed once idle ``IDLE_EXPIRY_SECONDS``; a
@@ -39,6 +39,7 @@ provider's secret).
 import asyncio
 import codecs
 import contextlib
+import contextvars
 import functools
 import re
 import socket
@@ -55,6 +56,12 @@ try:
 except ImportError:  # pragma: no cover - the fallback is tested by forcing it
     httptools = None
 import h11
+
+# Set while the subscribers' gateway (``portal.gateway.app``) serves a request: the default
+# setting uses this client there only (see ``enabled``).
+in_gateway: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "http11_in_gateway", default=False
+)
 
 MAX_IDLE_PER_HOST = 50
 IDLE_EXPIRY_SECONDS = 30.0
@@ -86,6 +93,26 @@ class Response(NamedTuple):
             with contextlib.suppress(LookupError):
                 encoding = codecs.lookup(found.group(1)).name
         return self.content.decode(encoding, errors="replace")
+
+
+def enabled() -> bool:
+    """Whether a provider call made now uses this client (for a URL it takes).
+
+    ``settings.GATEWAY_LEAN_HTTP``: ``gateway`` (the default) — in the subscribers' gateway
+    only, where a millisecond is most of what it adds; ``1``/``all`` — everywhere; ``0`` —
+    nowhere. Celery workers keep httpx by default: with the lean client, an evaluation run
+    whose prefork pool process was killed mid-chunk did not finish (not understood yet)."""
+    from django.conf import settings
+
+    value = getattr(settings, "GATEWAY_LEAN_HTTP", "gateway")
+    if isinstance(value, bool):
+        return value
+    value = str(value).strip().lower()
+    if value in ("1", "true", "yes", "on", "all"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    return in_gateway.get()
 
 
 @functools.lru_cache(maxsize=256)

@@ -399,6 +399,31 @@ def test_the_setting_off_uses_httpx(settings):
     assert up.requests[0].header("User-Agent").startswith("python-httpx/")
 
 
+def test_by_default_only_the_subscribers_gateway_uses_it(settings):
+    """GIVEN the default setting WHEN a call is made outside a gateway request (a Celery task,
+    the playground) THEN httpx carries it; inside one, the lean client does; "1" and "0" say
+    everywhere and nowhere."""
+    settings.GATEWAY_LEAN_HTTP = "gateway"
+    assert http11.enabled() is False
+    token = http11.in_gateway.set(True)
+    try:
+        assert http11.enabled() is True
+        settings.GATEWAY_LEAN_HTTP = "0"
+        assert http11.enabled() is False
+    finally:
+        http11.in_gateway.reset(token)
+    settings.GATEWAY_LEAN_HTTP = "1"
+    assert http11.enabled() is True
+    with Upstream() as up:
+        settings.GATEWAY_LEAN_HTTP = "gateway"
+
+        async def scenario():
+            return await post(up.base_url + "/chat/completions")
+
+        run(scenario)
+    assert up.requests[0].header("User-Agent").startswith("python-httpx/")
+
+
 def test_urls_it_does_not_take_go_to_httpx():
     assert http11.target("https://api.example.com/v1/chat/completions") is None
     assert http11.target("http://user:pw@127.0.0.1:8000/v1") is None

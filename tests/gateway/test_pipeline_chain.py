@@ -120,6 +120,23 @@ def test_a_release_renders_its_prompt_and_records_the_whole_request(world, prima
     assert call.ttft_ms == call.latency_ms
 
 
+def test_a_deferred_record_waits_for_record_now(world, primary):
+    """GIVEN defer_record (the subscribers' gateway) WHEN a call is answered THEN its row's id
+    is known but nothing is queued until ``record_now`` (run once the answer is out; the
+    gateway's tests find every row written)."""
+    rel = world.release()
+    result = run(rel, defer_record=True)
+    assert result.call_id is not None and callable(result.deferred_record)
+    assert not ProviderCall.objects.exists()
+    # Failures are recorded at once whatever the caller asks (a 400 neither retries nor falls
+    # back).
+    primary.script(400)
+    with pytest.raises(UpstreamFailed) as caught:
+        run(rel, defer_record=True)
+    assert caught.value.result.deferred_record is None
+    assert ProviderCall.objects.get().outcome == "error"
+
+
 def test_bad_variables_are_a_400_before_any_call(world, primary):
     rel = world.release()
     with pytest.raises(ApplicationError) as caught:

@@ -276,3 +276,59 @@ def test_durations_in_openais_reset_format():
     assert limits.duration(3 * 3600 + 121) == "3h2m1s"
     month, left = limits.month_window(calendar.timegm((2025, 12, 31, 23, 0, 0)))
     assert month == 202512 and 0 < left <= 25 * 3600
+
+
+def test_a_response_leaves_in_one_write_under_uvicorns_httptools_protocol():
+    """GIVEN uvicorn's own httptools request cycle over a transport that records its writes
+    WHEN the gateway responds THEN the status line, headers and body are one write, and the
+    cycle counts the response complete (keep-alive goes on)."""
+    import asyncio
+    import logging
+
+    from uvicorn.protocols.http.flow_control import FlowControl
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+    from apps.portal.gateway.app import respond
+
+    class Transport:
+        def __init__(self):
+            self.writes = []
+
+        def write(self, data):
+            if data:  # an empty write sends nothing
+                self.writes.append(data)
+
+        def is_closing(self):
+            return False
+
+        def pause_reading(self):
+            pass
+
+        def resume_reading(self):
+            pass
+
+    async def go():
+        transport = Transport()
+        done = []
+        cycle = RequestResponseCycle(
+            scope={"type": "http", "method": "POST", "http_version": "1.1", "headers": []},
+            transport=transport,
+            flow=FlowControl(transport),
+            logger=logging.getLogger("test"),
+            access_logger=logging.getLogger("test.access"),
+            access_log=False,
+            default_headers=[],
+            message_event=asyncio.Event(),
+            expect_100_continue=False,
+            keep_alive=True,
+            on_response=lambda: done.append(True),
+        )
+        await respond(cycle.send, 200, b'{"ok": true}', [(b"x-test", b"1")])
+        return transport, cycle, done
+
+    transport, cycle, done = asyncio.run(go())
+    assert len(transport.writes) == 1, transport.writes
+    (written,) = transport.writes
+    assert written.startswith(b"HTTP/1.1 200 OK\r\n") and written.endswith(b'\r\n\r\n{"ok": true}')
+    assert b"content-length: 12\r\n" in written and b"x-test: 1\r\n" in written
+    assert cycle.response_complete and done == [True]

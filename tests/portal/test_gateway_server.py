@@ -21,6 +21,7 @@ from openai import AsyncOpenAI, OpenAI
 
 from apps.catalog import services as catalog
 from apps.core.history import as_actor
+from apps.gateway import http11
 from apps.gateway.models import CallSource, Provider, ProviderCall
 from apps.portal.models import (
     APIStatus,
@@ -139,6 +140,8 @@ def test_sync_client_chat_renders_the_template_first_then_the_callers_messages(s
             temperature=0.2,
         )
         sent = up.requests[-1].body
+        agent = up.requests[-1].header("User-Agent")
+    assert agent == http11.USER_AGENT  # the gateway's calls take the lean client by default
     assert out.model == api.slug
     assert out.choices[0].message.content == "hello from upstream"
     assert out.usage.total_tokens == 15

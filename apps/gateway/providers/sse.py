@@ -38,7 +38,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from django.conf import settings
 
 from .. import http, http11
 from ..http import (
@@ -101,10 +100,10 @@ async def post_json(
 ) -> dict[str, Any]:
     """POST ``body`` as JSON and return the JSON object answered, or raise an ``Upstream*``.
 
-    With ``settings.GATEWAY_LEAN_HTTP`` on (opt-in), a plain ``http://`` upstream is called with
-    the lean client (``gateway.http11``); anything else with the shared httpx client. Both
-    fail the same way, with the same messages."""
-    to = http11.target(url) if getattr(settings, "GATEWAY_LEAN_HTTP", False) else None
+    When ``http11.enabled()`` (by default: in the subscribers' gateway), a plain ``http://``
+    upstream is called with the lean client (``gateway.http11``); anything else with the shared
+    httpx client. Both fail the same way, with the same messages."""
+    to = http11.target(url) if http11.enabled() else None
     if to is not None:
         # Encoded as httpx encodes ``json=`` (a NaN is a ValueError, as there).
         content = json.dumps(
