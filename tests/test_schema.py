@@ -387,6 +387,25 @@ def seed(wsgi_in_test_transaction) -> Seed:
     eval_v2 = evaluations.suite_version_create(
         actor=pm, suite=eval_suite, cases=[eval_case, {**eval_case, "key": "bye"}]
     )
+    from apps.lifecycle import services as lifecycle
+    from apps.lifecycle.models import GateDefinition
+
+    brief = lifecycle.brief_create(
+        actor=pm,
+        product=prod,
+        problem_statement="Answers take too long.",
+        user_stories=[{"as_a": "agent", "i_want": "drafts", "so_that": "I answer faster"}],
+        target_metrics=[{"metric": "p95_latency_ms", "threshold": 2000}],
+    )
+    assessment = lifecycle.assessment_set(
+        actor=pm,
+        product=prod,
+        technical="Feasible.",
+        ethical="Reviewed.",
+        risks=[{"title": "Wrong answer", "likelihood": 2, "severity": 2}],
+        calls_per_month=1000,
+    )
+    stage_request = lifecycle.stage_request_create(actor=pm, product=prod, to_stage="design")
     spare = accounts.token_create(actor=pm, user=pm, name="spare").token
     key = accounts.token_create(actor=pm, user=pm, name="schemathesis").key
     return Seed(
@@ -407,6 +426,12 @@ def seed(wsgi_in_test_transaction) -> Seed:
             "eval-suites": str(eval_suite.pk),
             "eval-suite-versions": str(eval_v2.pk),
             "eval-suite-versions/deprecate": str(eval_v1.pk),
+            "product-briefs": str(brief.pk),
+            "assessments": str(assessment.pk),
+            "lifecycle-requests": str(stage_request.pk),
+            "gate-definitions": str(
+                GateDefinition.objects.get(risk_class="minimal", stage="design").pk
+            ),
         },
         disposable={
             "model-versions": str(mv_disposable.pk),

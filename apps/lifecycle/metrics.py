@@ -15,6 +15,7 @@ a short series for a trend chart (the last runs, or one point a day).
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -95,7 +96,11 @@ def clean_targets(value: Any, *, product: Product) -> list[dict]:
                 threshold = float(threshold)
             except ValueError:
                 threshold = None
-        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, int | float)
+            or not math.isfinite(threshold)
+        ):
             raise _invalid(where + ".threshold", "a number.")
         low, high = spec["range"]
         if threshold < low or (high is not None and threshold > high):

@@ -53,6 +53,7 @@ from .models import (
 BRIEF_FREE_STAGES = (Stage.CONCEPT, Stage.DESIGN)
 AUTHORS = (PRODUCT_MANAGER, ADMIN)
 TEXT_LIMIT = 20_000
+MAX_COUNT = 2_147_483_647  # the columns are 32-bit integers on PostgreSQL
 
 
 def _invalid(field: str, message: str) -> ApplicationError:
@@ -269,8 +270,8 @@ def _count(value: Any, field: str) -> int:
         value = int(value)
     if value in (None, ""):
         return 0
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10**12:
-        raise _invalid(field, "a whole number, 0 or more.")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise _invalid(field, f"a whole number from 0 to {MAX_COUNT:,}.")
     return value
 
 

@@ -78,6 +78,11 @@ def test_a_brief_in_concept_is_in_force_at_once_and_versioned(pm):
             "target_metrics[0].threshold",
         ),
         ("data_strategy", {"where": "x"}, "data_strategy"),
+        (
+            "target_metrics",
+            [{"metric": "p95_latency_ms", "threshold": "nan"}],
+            "target_metrics[0].threshold",
+        ),
     ],
 )
 def test_bad_brief_input_names_the_field(pm, field, value, where):
@@ -147,6 +152,9 @@ def test_assessment_is_validated_audited_and_priced(pm):
     with pytest.raises(ApplicationError) as exc:
         assessment(pm, prod, risks=[{"title": "x", "likelihood": 9, "severity": 1}])
     assert "risks[0].likelihood" in exc.value.extra
+    with pytest.raises(ApplicationError) as exc:
+        assessment(pm, prod, calls_per_month=2**31)
+    assert "calls_per_month" in exc.value.extra
     seq = last_seq()
     a = assessment(pm, prod, model_version=mv)
     # 10,000 calls x (500 x $2 + 200 x $8) / 1M = $26.00 a month
