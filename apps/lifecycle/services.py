@@ -555,12 +555,8 @@ def signer_role(actor: User, req: LifecycleRequest) -> str:
     )
 
 
-def request_approve(
-    *, actor: User, request: LifecycleRequest, password: str, comment: str = ""
-) -> LifecycleRequest:
-    """Sign the request: the criteria are checked again and stored with the signature; a
-    stage request moves the product, a brief request brings the brief into force."""
-    comment = _text(comment, "comment", limit=5000)
+def _check_signature(actor: User, request: LifecycleRequest, password: str) -> LifecycleRequest:
+    """May ``actor`` sign ``request`` (told before the password), and is it their password?"""
     visible = LifecycleRequest.objects.select_related("product", "product__owner_team").get(
         pk=request.pk
     )
@@ -573,6 +569,16 @@ def request_approve(
         product_id=visible.product_id,
         what="stage decisions are signed with it",
     )
+    return visible
+
+
+def request_approve(
+    *, actor: User, request: LifecycleRequest, password: str, comment: str = ""
+) -> LifecycleRequest:
+    """Sign the request: the criteria are checked again and stored with the signature; a
+    stage request moves the product, a brief request brings the brief into force."""
+    comment = _text(comment, "comment", limit=5000)
+    visible = _check_signature(actor, request, password)
     with transaction.atomic():
         product = _lock_product(visible.product)
         req = _lock_request(visible)
@@ -652,18 +658,7 @@ def request_reject(
     comment = _text(comment, "comment", limit=5000)
     if not comment:
         raise _invalid("comment", "Say why you reject the move: a comment is required.")
-    visible = LifecycleRequest.objects.select_related("product", "product__owner_team").get(
-        pk=request.pk
-    )
-    _visible(actor, visible.product)
-    signer_role(actor, visible)
-    signature_check(
-        actor=actor,
-        password=password,
-        obj=visible,
-        product_id=visible.product_id,
-        what="stage decisions are signed with it",
-    )
+    visible = _check_signature(actor, request, password)
     with transaction.atomic():
         req = _lock_request(visible)
         role = signer_role(actor, req)

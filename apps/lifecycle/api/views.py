@@ -378,13 +378,12 @@ class LifecycleRequestViewSet(LifecycleViewSet):
         )
         return self._respond(req, status.HTTP_201_CREATED)
 
-    @action(detail=True, methods=["post"])
     @sensitive_variables("password", "serializer")
-    def approve(self, request, *args, **kwargs):
+    def _sign(self, request, serializer_class, decide):
         req = self.get_object()
-        serializer = LifecycleSignatureSerializer(data=request.data)
+        serializer = serializer_class(data=request.data)
         serializer.is_valid(raise_exception=True)
-        req = services.request_approve(
+        req = decide(
             actor=request.user,
             request=req,
             password=serializer.validated_data["password"],
@@ -393,18 +392,12 @@ class LifecycleRequestViewSet(LifecycleViewSet):
         return self._respond(req)
 
     @action(detail=True, methods=["post"])
-    @sensitive_variables("password", "serializer")
+    def approve(self, request, *args, **kwargs):
+        return self._sign(request, LifecycleSignatureSerializer, services.request_approve)
+
+    @action(detail=True, methods=["post"])
     def reject(self, request, *args, **kwargs):
-        req = self.get_object()
-        serializer = LifecycleRejectSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        req = services.request_reject(
-            actor=request.user,
-            request=req,
-            password=serializer.validated_data["password"],
-            comment=serializer.validated_data.get("comment", ""),
-        )
-        return self._respond(req)
+        return self._sign(request, LifecycleRejectSerializer, services.request_reject)
 
     @action(detail=True, methods=["post"])
     def withdraw(self, request, *args, **kwargs):
