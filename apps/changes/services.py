@@ -20,6 +20,7 @@ from apps.accounts.roles import ROLES
 from apps.accounts.services import signature_check
 from apps.audit.services import audit_changes, audit_record
 from apps.catalog.models import Product, Stage
+from apps.catalog.services import require_writable
 from apps.core.exceptions import ApplicationError, Conflict, Forbidden
 from apps.core.hashing import content_hash
 from apps.core.history import as_actor
@@ -146,6 +147,7 @@ def approval_policy_set(
         raise ApplicationError("invalid", f"Unknown stage {stage!r}.", {"stage": ["Unknown."]})
     if not (actor.is_superuser or actor.has_role("admin", team=product.owner_team)):
         raise Forbidden("forbidden", "Only an admin of the product's team can set its policies.")
+    require_writable(product)
     required = _clean_required(required_roles)
     if stage in GOVERNED_STAGES and not required:
         raise ApplicationError(
@@ -307,6 +309,7 @@ def _require_change(actor: User, product: Product) -> None:
         raise Forbidden(
             "forbidden", f"Only the product team's product managers can change {product.slug}."
         )
+    require_writable(product)
 
 
 def _notify(subject: str, body: str, users: list[User]) -> None:

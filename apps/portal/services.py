@@ -22,6 +22,7 @@ from django.utils import timezone
 from apps.accounts.models import User
 from apps.audit.services import audit_changes, audit_record
 from apps.catalog.models import Product
+from apps.catalog.services import require_writable
 from apps.core.exceptions import ApplicationError, Conflict, Forbidden
 from apps.core.history import as_actor
 from apps.core.models import UNSET
@@ -134,6 +135,7 @@ def _require_product_change(actor: User, product: Product) -> None:
             f"Only the product managers and admins of {product.owner_team} can publish and "
             f"change the APIs and plans of {product.slug}.",
         )
+    require_writable(product)
 
 
 def _future(value: datetime | None, field: str, what: str) -> datetime:

@@ -12,6 +12,7 @@ from django.utils import timezone
 from apps.accounts.models import User
 from apps.audit.services import audit_changes, audit_record
 from apps.catalog.models import DatasetVersion, ModelVersion, Product, PromptTemplateVersion
+from apps.catalog.services import require_writable
 from apps.core.exceptions import ApplicationError, Conflict, Forbidden
 from apps.core.hashing import content_hash
 from apps.core.history import as_actor
@@ -115,6 +116,7 @@ def release_fingerprint(
 def _require_change(actor: User, product: Product) -> None:
     if not actor.has_perm("catalog.change_product", product):
         raise Forbidden("forbidden", f"You may not change the releases of {product.slug}.")
+    require_writable(product)
 
 
 def _check_parts(

@@ -467,6 +467,19 @@ def test_at_the_sunset_date_apis_retire_keys_stop_and_the_product_is_read_only(p
     assert exc.value.code == "retired"
     with pytest.raises(Conflict):
         brief(pm, prod, problem_statement="Too late.")
+    from apps.changes import services as changes
+
+    for write in (
+        lambda: release(pm, prod, version="9.0.0"),
+        lambda: changes.approval_policy_set(
+            actor=team_member(pm, ADMIN), product=prod, stage="retired", required_roles=[]
+        ),
+        lambda: portal.api_update(actor=pm, api=api, name="Renamed"),
+        lambda: plan(pm, api, slug="late"),
+    ):
+        with pytest.raises(Conflict) as refused:
+            write()
+        assert refused.value.code in ("retired", "invalid_transition"), refused.value.code
     assert lifecycle.product_sunset(request=req, now=later)["due"] is False
     assert lifecycle.sunsets_due(later) == []
 

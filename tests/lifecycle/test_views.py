@@ -1,6 +1,8 @@
 """Lifecycle pages: the brief and assessment forms, the product page's section (checklists,
 request, signature), and their refusals."""
 
+from decimal import Decimal
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -165,9 +167,14 @@ def test_the_section_shows_metrics_with_a_trend(client, pm):
     prod = product(pm)
     sv = suite_with_cases(pm)
     brief(pm, prod, suite_slug=sv.suite.slug)
-    for latency in (100, 200, 300):
-        ProviderCall.objects.create(product=prod, outcome="ok", latency_ms=latency)
     html = _text(_client(client, pm).get(reverse("product_detail", args=[prod.pk])))
+    assert "data-actual-cost" not in html  # no traffic yet
+    for latency in (100, 200, 300):
+        ProviderCall.objects.create(
+            product=prod, outcome="ok", latency_ms=latency, cost=Decimal("0.25")
+        )
+    html = _text(_client(client, pm).get(reverse("product_detail", args=[prod.pk])))
+    assert "<strong data-actual-cost>$0.75</strong>" in html
     assert 'data-metric="p95_latency_ms" data-met="yes"' in html
     assert 'data-metric="pass_rate" data-met="unknown"' in html
 
@@ -202,3 +209,20 @@ def test_the_section_costs_the_same_however_many_versions_and_requests(
     # A fixed three more than with none, for one version as for six: the brief's gateway target
     # measured (two), the decisions listed.
     assert len(after) == len(before) + 3, [q["sql"][:80] for q in after.captured_queries]
+
+
+def test_admins_edit_a_gate_in_django_admin_through_the_service(client):
+    from apps.audit.models import AuditEvent
+    from apps.lifecycle.models import GateDefinition
+
+    admin = member("admin", is_staff=True, is_superuser=True)
+    c = _client(client, admin)
+    gate = GateDefinition.objects.get(risk_class="high", stage="design")
+    url = reverse("admin:lifecycle_gatedefinition_change", args=[gate.pk])
+    assert c.get(url).status_code == 200
+    response = c.post(url, {"criteria": ["brief"], "signer_roles": ["admin"]})
+    assert response.status_code == 302, _text(response)[:2000]
+    gate.refresh_from_db()
+    assert (gate.criteria, gate.signer_roles) == (["brief"], ["admin"])
+    assert AuditEvent.objects.filter(verb="gate.set", object_id=str(gate.pk)).exists()
+    assert c.get(reverse("admin:lifecycle_productbrief_changelist")).status_code == 200
