@@ -198,9 +198,18 @@ def planned_sunset(product: Product) -> LifecycleRequest | None:
 
 
 def _sunset_passed(product: Product, facts: RequestFacts) -> tuple[bool, str]:
+    """A product that reached subscribers retires after its sunset date; one that never did
+    (an idea dropped in concept, say) has nothing to sunset."""
+    from apps.portal.models import APIStatus, PublishedAPI
+
     plan = planned_sunset(product)
     if plan is None or plan.sunset_at is None:
-        return False, "No approved deprecation with a sunset date."
+        live = PublishedAPI.objects.filter(
+            product=product, status__in=(APIStatus.PUBLISHED, APIStatus.DEPRECATED)
+        ).exists()
+        if not live and product.stage != Stage.PRODUCTION:
+            return True, "No API serves it: nothing to sunset."
+        return False, "Deprecate it first, with a sunset date for its subscribers."
     if plan.sunset_at > timezone.now():
         return False, f"The sunset date ({plan.sunset_at:%Y-%m-%d %H:%M} UTC) has not passed."
     return True, f"The sunset date ({plan.sunset_at:%Y-%m-%d %H:%M} UTC) has passed."

@@ -367,6 +367,14 @@ def test_withdraw_and_one_pending_request_at_a_time(pm, reviewer):
     lifecycle.stage_request_create(actor=pm, product=prod, to_stage="design")
 
 
+def test_an_idea_dropped_before_release_retires_without_a_sunset(pm, reviewer):
+    prod = product(pm)
+    assert codes(gates.checklist(prod, "retired")) == {"sunset_passed": True}
+    signed_move(pm, reviewer, prod, "retired", comment="Not worth building.")
+    prod.refresh_from_db()
+    assert prod.stage == "retired"
+
+
 # --- planned retirement ----------------------------------------------------------------------
 
 
