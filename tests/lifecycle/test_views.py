@@ -22,8 +22,9 @@ pytestmark = pytest.mark.django_db
 # What the lifecycle section adds to the product page of a product in concept without a brief
 # (other apps' query-count tests import it): the brief in force, the proposed brief, the
 # assessment, the pending request, the checklists of design (brief, assessment) and retired (the
-# approved deprecation), the last 30 days' cost, the signed decisions, the successor choices.
-LIFECYCLE_PANEL_QUERIES = 11
+# approved deprecation, the APIs serving it), the last 30 days' cost, the signed decisions, the
+# successor choices.
+LIFECYCLE_PANEL_QUERIES = 12
 
 
 @pytest.fixture
