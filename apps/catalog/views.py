@@ -27,6 +27,7 @@ from apps.accounts.roles import AUTHOR_ROLES
 from apps.audit.models import AuditEvent
 from apps.audit.selectors import recent_activity_for
 from apps.core.exceptions import ApplicationError
+from apps.core.pages import refuse_or_404
 from apps.core.permissions import perm_name
 
 from . import prompting, selectors, services
@@ -58,16 +59,9 @@ HISTORY_LIMIT = 50
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _refuse_or_404(exc: ApplicationError) -> None:
-    if exc.status == 403:
-        raise PermissionDenied(exc.message)
-    if exc.status == 404:
-        raise Http404(exc.message)
-
-
 def _add_service_error(form, exc: ApplicationError, aliases: dict[str, str] | None = None) -> None:
     """Show a service's refusal on the form: per-field messages where a field matches."""
-    _refuse_or_404(exc)
+    refuse_or_404(exc)
     for key, errors in exc.extra.items():
         name = (aliases or {}).get(key, key)
         if name in form.fields:
@@ -483,7 +477,7 @@ def _prompt_version_form(request, k: Kind, prompt):
                 **form.cleaned_data,
             )
         except ApplicationError as exc:
-            _refuse_or_404(exc)
+            refuse_or_404(exc)
             for key, errors in exc.extra.items():
                 # messages[i].content -> the formset row that held message i
                 if key.startswith("messages[") and "]." in key:
@@ -667,7 +661,7 @@ def version_deprecate(request, kind: str, pk):
             actor=request.user, version=version, reason=form.cleaned_data["reason"]
         )
     except ApplicationError as exc:
-        _refuse_or_404(exc)
+        refuse_or_404(exc)
         messages.error(request, exc.message)
     else:
         messages.success(request, f"{version} is deprecated.")

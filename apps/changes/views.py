@@ -29,6 +29,7 @@ from apps.accounts.roles import AUTHOR_ROLES
 from apps.audit.models import AuditEvent
 from apps.catalog.selectors import product_list_for
 from apps.core.exceptions import ApplicationError
+from apps.core.pages import refuse_or_404
 from apps.releases.models import Release, ReleaseStatus
 from apps.releases.selectors import release_list_for
 from apps.releases.views import release_diff_context
@@ -71,13 +72,6 @@ HISTORY_HIDDEN_FIELDS = [
 
 
 # --- helpers (read-only) -----------------------------------------------------------------------
-
-
-def _refuse_or_404(exc: ApplicationError) -> None:
-    if exc.status == 403:
-        raise PermissionDenied(exc.message)
-    if exc.status == 404:
-        raise Http404(exc.message)
 
 
 def _show_on_form(form, exc: ApplicationError) -> int:
@@ -434,7 +428,7 @@ def change_create(request):
                 risk=data["risk"],
             )
         except ApplicationError as exc:
-            _refuse_or_404(exc)
+            refuse_or_404(exc)
             _show_on_form(form, exc)
         except ValidationError as exc:
             form.add_error(None, exc.messages)
@@ -488,7 +482,7 @@ def change_edit(request, pk):
                 baseline=data["baseline"],
             )
         except ApplicationError as exc:
-            _refuse_or_404(exc)
+            refuse_or_404(exc)
             _show_on_form(form, exc)
         except ValidationError as exc:
             form.add_error(None, exc.messages)
@@ -515,7 +509,7 @@ def _act(request: HttpRequest, pk, action: Callable[[ChangeRequest], object], do
     try:
         action(cr)
     except ApplicationError as exc:
-        _refuse_or_404(exc)
+        refuse_or_404(exc)
         messages.error(request, exc.message)
     else:
         messages.success(request, done)

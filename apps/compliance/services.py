@@ -15,7 +15,13 @@ from apps.accounts.models import User
 from apps.audit.services import audit_changes, audit_record
 from apps.catalog.models import Product
 from apps.catalog.selectors import product_list_for
-from apps.core.exceptions import ApplicationError, Conflict, Forbidden, NotFound
+from apps.core.exceptions import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    clean_text,
+    invalid,
+)
 from apps.core.history import as_actor
 from apps.core.models import UNSET
 from apps.releases.models import Release
@@ -41,17 +47,11 @@ def _snapshot(incident: Incident) -> dict[str, Any]:
     return {name: getattr(incident, name) for name in INCIDENT_FIELDS}
 
 
-def _invalid(field: str, message: str) -> ApplicationError:
-    return ApplicationError("invalid", f"{field}: {message}", {field: [message]})
-
-
 def severity_clean(value: Any) -> str:
     text = str(value or "").strip().lower()
     text = SEVERITY_ALIASES.get(text, text)
     if text not in Severity.values:
-        raise _invalid(
-            "severity", "one of sev1, sev2, sev3, sev4 (or critical, high, medium, low)."
-        )
+        raise invalid("severity", "one of sev1, sev2, sev3, sev4 (or critical, high, medium, low).")
     return text
 
 
@@ -65,27 +65,16 @@ def _require_member(actor: User, product: Product) -> None:
         )
 
 
-def _clean_text(value: Any, field: str, *, required: bool = False, limit: int = 20_000) -> str:
-    text = str(value or "").strip()
-    if required and not text:
-        raise _invalid(field, "This field is required.")
-    if len(text) > limit:
-        raise _invalid(field, f"at most {limit} characters.")
-    if "\x00" in text:
-        raise _invalid(field, "text cannot contain NUL.")
-    return text
-
-
 def _check_release(product: Product, release: Release | None) -> None:
     if release is not None and release.product_id != product.pk:
-        raise _invalid("release", "not a release of this product.")
+        raise invalid("release", "not a release of this product.")
 
 
 def _check_when(occurred_at: datetime, resolved_at: datetime | None) -> None:
     if occurred_at > timezone.now() + timezone.timedelta(minutes=5):
-        raise _invalid("occurred_at", "cannot be in the future.")
+        raise invalid("occurred_at", "cannot be in the future.")
     if resolved_at is not None and resolved_at < occurred_at:
-        raise _invalid("resolved_at", "cannot be before the incident occurred.")
+        raise invalid("resolved_at", "cannot be before the incident occurred.")
 
 
 def incident_file(
@@ -108,9 +97,9 @@ def incident_file(
             Incident(
                 product=product,
                 release=release,
-                title=_clean_text(title, "title", required=True, limit=200),
-                description=_clean_text(description, "description"),
-                actions_taken=_clean_text(actions_taken, "actions_taken"),
+                title=clean_text(title, "title", required=True, limit=200),
+                description=clean_text(description, "description"),
+                actions_taken=clean_text(actions_taken, "actions_taken"),
                 severity=severity_clean(severity),
                 occurred_at=occurred_at,
                 filed_by=actor,
@@ -156,16 +145,16 @@ def incident_update(
             raise Conflict("closed", "This incident is closed; it can no longer be changed.")
         before = _snapshot(incident)
         if title is not UNSET:
-            incident.title = _clean_text(title, "title", required=True, limit=200)
+            incident.title = clean_text(title, "title", required=True, limit=200)
         if description is not UNSET:
-            incident.description = _clean_text(description, "description")
+            incident.description = clean_text(description, "description")
         if actions_taken is not UNSET:
-            incident.actions_taken = _clean_text(actions_taken, "actions_taken")
+            incident.actions_taken = clean_text(actions_taken, "actions_taken")
         if severity is not UNSET:
             incident.severity = severity_clean(severity)
         if occurred_at is not UNSET:
             if occurred_at is None:
-                raise _invalid("occurred_at", "This field is required.")
+                raise invalid("occurred_at", "This field is required.")
             incident.occurred_at = occurred_at
         if resolved_at is not UNSET:
             incident.resolved_at = resolved_at
@@ -195,7 +184,7 @@ def incident_transition(
         incident = _lock(incident)
         _require_member(actor, incident.product)
         if to_status not in IncidentStatus.values:
-            raise _invalid("status", f"one of {', '.join(IncidentStatus.values)}.")
+            raise invalid("status", f"one of {', '.join(IncidentStatus.values)}.")
         allowed = INCIDENT_TRANSITIONS[incident.status]
         if to_status not in allowed:
             raise Conflict(
@@ -204,7 +193,7 @@ def incident_transition(
                 f"{', '.join(allowed) or 'nothing (closed is final)'}, not {to_status}.",
                 {"status": [f"Not allowed from {incident.status}."]},
             )
-        note = _clean_text(note, "note", limit=5000)
+        note = clean_text(note, "note", limit=5000)
         now = timezone.now()
         from_status = incident.status
         incident.status = to_status

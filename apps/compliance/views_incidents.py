@@ -6,11 +6,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.core.exceptions import ApplicationError
+from apps.core.pages import form_error, refuse_or_404
 
 from . import selectors, services
 from .forms import IncidentForm, IncidentStatusForm, IncidentUpdateForm
@@ -18,22 +18,6 @@ from .models import IncidentStatus, Severity
 from .views_live import product_by_key
 
 PAGE_SIZE = 25
-
-
-def _refuse_or_404(exc: ApplicationError) -> None:
-    if exc.status == 403:
-        raise PermissionDenied(exc.message)
-    if exc.status == 404:
-        raise Http404(exc.message)
-
-
-def _form_error(form, exc: ApplicationError) -> None:
-    _refuse_or_404(exc)
-    for key, errors in exc.extra.items():
-        if key in form.fields:
-            for error in errors:
-                form.add_error(key, error)
-    form.add_error(None, exc.message)
 
 
 @login_required
@@ -60,7 +44,7 @@ def product_incidents(request, key):
                     release=data["release"],
                 )
             except ApplicationError as exc:
-                _form_error(form, exc)
+                form_error(form, exc)
             else:
                 messages.success(request, f"Incident “{incident.title}” filed.")
                 return redirect("incident_detail", pk=incident.pk)
@@ -117,7 +101,7 @@ def incident_detail(request, pk):
                     release=data["release"],
                 )
             except ApplicationError as exc:
-                _form_error(form, exc)
+                form_error(form, exc)
             else:
                 messages.success(request, "Incident updated.")
                 return redirect("incident_detail", pk=incident.pk)
@@ -154,7 +138,7 @@ def incident_status(request, pk):
             note=request.POST.get("note", ""),
         )
     except ApplicationError as exc:
-        _refuse_or_404(exc)
+        refuse_or_404(exc)
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Incident is now {incident.status}.")

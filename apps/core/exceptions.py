@@ -39,3 +39,21 @@ class Forbidden(ApplicationError):
 
 class NotFound(ApplicationError):
     status = 404
+
+
+def invalid(field: str, message: str) -> ApplicationError:
+    """A 400 about one field: ``"field: message"``, and the message under ``extra[field]``."""
+    return ApplicationError("invalid", f"{field}: {message}", {field: [message]})
+
+
+def clean_text(value: Any, field: str, *, required: bool = False, limit: int = 20_000) -> str:
+    """Free text from a person: stripped, at most ``limit`` characters, no NUL (PostgreSQL
+    refuses it); empty is refused when ``required``."""
+    text = str(value or "").strip()
+    if required and not text:
+        raise invalid(field, "This field is required.")
+    if len(text) > limit:
+        raise invalid(field, f"at most {limit} characters.")
+    if "\x00" in text:
+        raise invalid(field, "text cannot contain NUL.")
+    return text

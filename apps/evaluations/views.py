@@ -17,7 +17,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -27,6 +27,7 @@ from apps.catalog.models import DatasetFormat, ModelVersion
 from apps.catalog.selectors import dataset_version_list_for
 from apps.core.exceptions import ApplicationError
 from apps.core.models import UNSET
+from apps.core.pages import refuse_or_404
 
 from . import selectors, services
 from .assertions import describe
@@ -66,17 +67,10 @@ def _render(request, full: str, partial: str, context: dict) -> HttpResponse:
     return response
 
 
-def _refuse_or_404(exc: ApplicationError) -> None:
-    if exc.status == 403:
-        raise PermissionDenied(exc.message)
-    if exc.status == 404:
-        raise Http404(exc.message)
-
-
 def _add_service_error(form, exc: ApplicationError) -> None:
     """Show a service's refusal on the form: on the field it names (``default_assertions[0]``
     goes to ``default_assertions``), and as the form's message."""
-    _refuse_or_404(exc)
+    refuse_or_404(exc)
     for key, errors in exc.extra.items():
         name = re.split(r"[.\[]", key, maxsplit=1)[0]
         if name in form.fields:
@@ -358,7 +352,7 @@ def suite_version_create(request, pk):
                 source_dataset_version=UNSET,
             )
         except ApplicationError as exc:
-            _refuse_or_404(exc)
+            refuse_or_404(exc)
             _map_case_errors(formset, rows, exc)
             form.add_error(None, _row_labels(exc.message, rows))
         else:
@@ -498,7 +492,7 @@ def suite_version_deprecate(request, pk):
             actor=request.user, version=version, reason=form.cleaned_data["reason"]
         )
     except ApplicationError as exc:
-        _refuse_or_404(exc)
+        refuse_or_404(exc)
         messages.error(request, exc.message)
     else:
         messages.success(request, f"{version} is deprecated.")

@@ -16,13 +16,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.catalog.selectors import model_version_list_for, prompt_version_list_for
 from apps.core.exceptions import ApplicationError
+from apps.core.pages import refuse_or_404
 from apps.releases.selectors import release_list_for
 
 from . import runs, selectors
@@ -48,13 +48,6 @@ def _uuid_or_none(value) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except ValueError:
         return None
-
-
-def _refuse_or_404(exc: ApplicationError) -> None:
-    if exc.status == 403:
-        raise PermissionDenied(exc.message)
-    if exc.status == 404:
-        raise Http404(exc.message)
 
 
 # --- the list ----------------------------------------------------------------------------------
@@ -135,7 +128,7 @@ def eval_run_create(request):
         try:
             run = runs.eval_run_create(actor=user, **form.run_arguments())
         except ApplicationError as exc:
-            _refuse_or_404(exc)
+            refuse_or_404(exc)
             for key, errors in exc.extra.items():
                 if key in form.fields:
                     for error in errors if isinstance(errors, list) else [errors]:
@@ -259,7 +252,7 @@ def eval_run_cancel(request, pk):
     try:
         run = runs.eval_run_cancel(actor=request.user, run=run)
     except ApplicationError as exc:
-        _refuse_or_404(exc)
+        refuse_or_404(exc)
         messages.error(request, exc.message)
     else:
         messages.success(

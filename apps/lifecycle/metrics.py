@@ -25,7 +25,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from apps.catalog.models import Product
-from apps.core.exceptions import ApplicationError
+from apps.core.exceptions import invalid
 from apps.evaluations.aggregates import percentile
 from apps.evaluations.models import EvalRun, EvalSuite, RunState
 from apps.gateway.models import CallOutcome, ProviderCall
@@ -67,29 +67,25 @@ METRICS: dict[str, dict[str, Any]] = {
 OPS = (">=", "<=", "=")
 
 
-def _invalid(where: str, message: str) -> ApplicationError:
-    return ApplicationError("invalid", f"{where}: {message}", {where: [message]})
-
-
 def clean_targets(value: Any, *, product: Product) -> list[dict]:
     """Validate a brief's target metrics; a suite is named by the slug of one of the owner
     team's suites."""
     if value in (None, ""):
         return []
     if not isinstance(value, list):
-        raise _invalid("target_metrics", "a list of {metric, op, threshold[, suite]}.")
+        raise invalid("target_metrics", "a list of {metric, op, threshold[, suite]}.")
     out, seen = [], set()
     for i, raw in enumerate(value):
         where = f"target_metrics[{i}]"
         if not isinstance(raw, dict):
-            raise _invalid(where, "an object {metric, op, threshold[, suite]}.")
+            raise invalid(where, "an object {metric, op, threshold[, suite]}.")
         metric = raw.get("metric")
         if metric not in METRICS:
-            raise _invalid(where + ".metric", f"one of {', '.join(METRICS)}.")
+            raise invalid(where + ".metric", f"one of {', '.join(METRICS)}.")
         spec = METRICS[metric]
         op = raw.get("op") or spec["op"]
         if op not in OPS:
-            raise _invalid(where + ".op", f"one of {', '.join(OPS)}.")
+            raise invalid(where + ".op", f"one of {', '.join(OPS)}.")
         threshold = raw.get("threshold")
         if isinstance(threshold, str):
             try:
@@ -101,26 +97,26 @@ def clean_targets(value: Any, *, product: Product) -> list[dict]:
             or not isinstance(threshold, int | float)
             or not math.isfinite(threshold)
         ):
-            raise _invalid(where + ".threshold", "a number.")
+            raise invalid(where + ".threshold", "a number.")
         low, high = spec["range"]
         if threshold < low or (high is not None and threshold > high):
             bound = f"from {low} to {high}" if high is not None else f"at least {low}"
-            raise _invalid(where + ".threshold", f"{spec['label']} is {bound}.")
+            raise invalid(where + ".threshold", f"{spec['label']} is {bound}.")
         target = {"metric": metric, "op": op, "threshold": threshold}
         if metric == "pass_rate":
             suite = str(raw.get("suite") or "").strip()
             if not suite:
-                raise _invalid(where + ".suite", "name the evaluation suite (its slug).")
+                raise invalid(where + ".suite", "name the evaluation suite (its slug).")
             if not EvalSuite.objects.filter(
                 owner_team_id=product.owner_team_id, slug=suite
             ).exists():
-                raise _invalid(
+                raise invalid(
                     where + ".suite", f"no suite {suite!r} in team {product.owner_team.slug}."
                 )
             target["suite"] = suite
         key = (metric, target.get("suite"))
         if key in seen:
-            raise _invalid(where, "this metric is already targeted.")
+            raise invalid(where, "this metric is already targeted.")
         seen.add(key)
         out.append(target)
     return out

@@ -31,7 +31,13 @@ from apps.audit.services import audit_changes, audit_record
 from apps.catalog.models import STAGE_TRANSITIONS, ModelVersion, Product, Stage
 from apps.catalog.selectors import product_list_for
 from apps.catalog.services import product_transition, require_writable
-from apps.core.exceptions import ApplicationError, Conflict, Forbidden, NotFound
+from apps.core.exceptions import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    clean_text,
+    invalid,
+)
 from apps.core.hashing import content_hash
 from apps.core.history import as_actor
 from apps.portal.models import APIStatus, PublishedAPI
@@ -54,21 +60,6 @@ BRIEF_FREE_STAGES = (Stage.CONCEPT, Stage.DESIGN)
 AUTHORS = (PRODUCT_MANAGER, ADMIN)
 TEXT_LIMIT = 20_000
 MAX_COUNT = 2_147_483_647  # the columns are 32-bit integers on PostgreSQL
-
-
-def _invalid(field: str, message: str) -> ApplicationError:
-    return ApplicationError("invalid", f"{field}: {message}", {field: [message]})
-
-
-def _text(value: Any, field: str, *, required: bool = False, limit: int = TEXT_LIMIT) -> str:
-    text = str(value or "").strip()
-    if required and not text:
-        raise _invalid(field, "This field is required.")
-    if len(text) > limit:
-        raise _invalid(field, f"at most {limit} characters.")
-    if "\x00" in text:
-        raise _invalid(field, "text cannot contain NUL.")
-    return text
 
 
 def _visible(actor: User, product: Product) -> None:
@@ -96,16 +87,16 @@ def _clean_stories(value: Any) -> list[dict]:
     if value in (None, ""):
         return []
     if not isinstance(value, list):
-        raise _invalid("user_stories", "a list of {as_a, i_want, so_that}.")
+        raise invalid("user_stories", "a list of {as_a, i_want, so_that}.")
     out = []
     for i, story in enumerate(value):
         where = f"user_stories[{i}]"
         if not isinstance(story, dict):
-            raise _invalid(where, "an object {as_a, i_want, so_that}.")
-        cleaned = {k: _text(story.get(k), f"{where}.{k}", limit=1000) for k in STORY_KEYS}
+            raise invalid(where, "an object {as_a, i_want, so_that}.")
+        cleaned = {k: clean_text(story.get(k), f"{where}.{k}", limit=1000) for k in STORY_KEYS}
         if not all(cleaned.values()):
             missing = [k for k, v in cleaned.items() if not v]
-            raise _invalid(where, f"say {', '.join(missing)} ('as a …, I want …, so that …').")
+            raise invalid(where, f"say {', '.join(missing)} ('as a …, I want …, so that …').")
         out.append(cleaned)
     return out
 
@@ -118,11 +109,11 @@ def _clean_data_strategy(value: Any) -> dict:
     if value in (None, ""):
         return dict.fromkeys(DATA_KEYS, "")
     if not isinstance(value, dict):
-        raise _invalid("data_strategy", "an object {sources, consent, pii_handling}.")
+        raise invalid("data_strategy", "an object {sources, consent, pii_handling}.")
     unknown = sorted(set(value) - set(DATA_KEYS))
     if unknown:
-        raise _invalid("data_strategy", f"unknown key(s) {', '.join(unknown)}.")
-    return {k: _text(value.get(k), f"data_strategy.{k}", limit=5000) for k in DATA_KEYS}
+        raise invalid("data_strategy", f"unknown key(s) {', '.join(unknown)}.")
+    return {k: clean_text(value.get(k), f"data_strategy.{k}", limit=5000) for k in DATA_KEYS}
 
 
 def brief_content(brief: ProductBrief) -> dict:
@@ -147,11 +138,11 @@ def brief_create(
     """
     _require_author(actor, product, "write its brief")
     content = {
-        "problem_statement": _text(problem_statement, "problem_statement", required=True),
-        "target_users": _text(target_users, "target_users"),
+        "problem_statement": clean_text(problem_statement, "problem_statement", required=True),
+        "target_users": clean_text(target_users, "target_users"),
         "user_stories": _clean_stories(user_stories),
-        "intended_uses": _text(intended_uses, "intended_uses"),
-        "out_of_scope_uses": _text(out_of_scope_uses, "out_of_scope_uses"),
+        "intended_uses": clean_text(intended_uses, "intended_uses"),
+        "out_of_scope_uses": clean_text(out_of_scope_uses, "out_of_scope_uses"),
         "data_strategy": _clean_data_strategy(data_strategy),
         "target_metrics": clean_targets(target_metrics, product=product),
     }
@@ -176,7 +167,7 @@ def brief_create(
                 product=product,
                 version=(last.version + 1) if last else 1,
                 content_hash=digest,
-                changelog=_text(changelog, "changelog", limit=5000),
+                changelog=clean_text(changelog, "changelog", limit=5000),
                 status=BriefStatus.IN_FORCE if free else BriefStatus.PROPOSED,
                 created_by=actor,
                 **content,
@@ -231,25 +222,25 @@ def _clean_risks(value: Any) -> list[dict]:
     if value in (None, ""):
         return []
     if not isinstance(value, list):
-        raise _invalid("risks", "a list of {title, likelihood, severity, mitigation}.")
+        raise invalid("risks", "a list of {title, likelihood, severity, mitigation}.")
     out = []
     for i, risk in enumerate(value):
         where = f"risks[{i}]"
         if not isinstance(risk, dict):
-            raise _invalid(where, "an object {title, likelihood, severity, mitigation}.")
+            raise invalid(where, "an object {title, likelihood, severity, mitigation}.")
         scores = {}
         for key in ("likelihood", "severity"):
             score = risk.get(key)
             if isinstance(score, str) and score.isdigit():
                 score = int(score)
             if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
-                raise _invalid(f"{where}.{key}", "a whole number from 1 (low) to 5 (high).")
+                raise invalid(f"{where}.{key}", "a whole number from 1 (low) to 5 (high).")
             scores[key] = score
         out.append(
             {
-                "title": _text(risk.get("title"), f"{where}.title", required=True, limit=300),
+                "title": clean_text(risk.get("title"), f"{where}.title", required=True, limit=300),
                 **scores,
-                "mitigation": _text(risk.get("mitigation"), f"{where}.mitigation", limit=5000),
+                "mitigation": clean_text(risk.get("mitigation"), f"{where}.mitigation", limit=5000),
             }
         )
     return out
@@ -261,8 +252,8 @@ def _clean_groups(value: Any) -> list[str]:
     if isinstance(value, str):
         value = value.splitlines()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _invalid("affected_groups", "a list of names.")
-    return [g for g in (_text(v, "affected_groups", limit=300) for v in value) if g]
+        raise invalid("affected_groups", "a list of names.")
+    return [g for g in (clean_text(v, "affected_groups", limit=300) for v in value) if g]
 
 
 def _count(value: Any, field: str) -> int:
@@ -271,7 +262,7 @@ def _count(value: Any, field: str) -> int:
     if value in (None, ""):
         return 0
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
-        raise _invalid(field, f"a whole number from 0 to {MAX_COUNT:,}.")
+        raise invalid(field, f"a whole number from 0 to {MAX_COUNT:,}.")
     return value
 
 
@@ -292,9 +283,9 @@ def assessment_set(
     """Create or replace the product's feasibility and impact assessment (history kept)."""
     _require_author(actor, product, "assess it")
     values = {
-        "technical": _text(technical, "technical"),
-        "ethical": _text(ethical, "ethical"),
-        "economic": _text(economic, "economic"),
+        "technical": clean_text(technical, "technical"),
+        "ethical": clean_text(ethical, "ethical"),
+        "economic": clean_text(economic, "economic"),
         "risks": _clean_risks(risks),
         "affected_groups": _clean_groups(affected_groups),
         "model_version_id": model_version.pk if model_version else None,
@@ -303,7 +294,7 @@ def assessment_set(
         "tokens_out_per_call": _count(tokens_out_per_call, "tokens_out_per_call"),
     }
     if model_version is not None and model_version.model.owner_team_id != product.owner_team_id:
-        raise _invalid("model_version", "not a model version of the product's team.")
+        raise invalid("model_version", "not a model version of the product's team.")
     with transaction.atomic():
         product = _lock_product(product)
         require_writable(product)
@@ -352,9 +343,9 @@ def gate_set(
     from apps.catalog.models import RiskClass
 
     if risk_class not in RiskClass.values:
-        raise _invalid("risk_class", f"one of {', '.join(RiskClass.values)}.")
+        raise invalid("risk_class", f"one of {', '.join(RiskClass.values)}.")
     if stage not in Stage.values:
-        raise _invalid("stage", f"one of {', '.join(Stage.values)}.")
+        raise invalid("stage", f"one of {', '.join(Stage.values)}.")
     criteria, signer_roles = gates.clean_gate(criteria, signer_roles)
     with transaction.atomic():
         row = (
@@ -399,7 +390,7 @@ def request_fingerprint(req: LifecycleRequest) -> str:
     )
 
 
-def _facts(req: LifecycleRequest) -> gates.RequestFacts:
+def request_facts(req: LifecycleRequest) -> gates.RequestFacts:
     return gates.RequestFacts(sunset_at=req.sunset_at, migration_note=req.migration_note)
 
 
@@ -482,16 +473,16 @@ def stage_request_create(
     criterion) until the stage's entry criteria are met."""
     _require_author(actor, product, "request its stage moves")
     if to_stage not in Stage.values:
-        raise _invalid("to_stage", f"one of {', '.join(Stage.values)}.")
-    comment = _text(comment, "comment", limit=5000)
-    migration_note = _text(migration_note, "migration_note", limit=5000)
+        raise invalid("to_stage", f"one of {', '.join(Stage.values)}.")
+    comment = clean_text(comment, "comment", limit=5000)
+    migration_note = clean_text(migration_note, "migration_note", limit=5000)
     if to_stage != Stage.DEPRECATED and (sunset_at or migration_note or successor):
-        raise _invalid("sunset_at", "a sunset date and migration note go with a deprecation.")
+        raise invalid("sunset_at", "a sunset date and migration note go with a deprecation.")
     if successor is not None:
         if successor.product_id == product.pk:
-            raise _invalid("successor", "the successor is another product's API.")
+            raise invalid("successor", "the successor is another product's API.")
         if successor.status != APIStatus.PUBLISHED:
-            raise _invalid("successor", f"{successor.slug} is not published.")
+            raise invalid("successor", f"{successor.slug} is not published.")
     with transaction.atomic():
         product = _lock_product(product)
         allowed = STAGE_TRANSITIONS[product.stage]
@@ -577,7 +568,7 @@ def request_approve(
 ) -> LifecycleRequest:
     """Sign the request: the criteria are checked again and stored with the signature; a
     stage request moves the product, a brief request brings the brief into force."""
-    comment = _text(comment, "comment", limit=5000)
+    comment = clean_text(comment, "comment", limit=5000)
     visible = _check_signature(actor, request, password)
     with transaction.atomic():
         product = _lock_product(visible.product)
@@ -594,7 +585,7 @@ def request_approve(
                     f"{product.slug} is now in {product.stage}, not {req.from_stage}: withdraw "
                     "this request and ask again.",
                 )
-            checks = gates.checklist(product, req.to_stage, _facts(req))
+            checks = gates.checklist(product, req.to_stage, request_facts(req))
             _require_met(checks, req.to_stage)
         req.decided_by = actor
         req.decided_role = role
@@ -655,9 +646,9 @@ def _deprecate_apis(req: LifecycleRequest) -> None:
 def request_reject(
     *, actor: User, request: LifecycleRequest, password: str, comment: str
 ) -> LifecycleRequest:
-    comment = _text(comment, "comment", limit=5000)
+    comment = clean_text(comment, "comment", limit=5000)
     if not comment:
-        raise _invalid("comment", "Say why you reject the move: a comment is required.")
+        raise invalid("comment", "Say why you reject the move: a comment is required.")
     visible = _check_signature(actor, request, password)
     with transaction.atomic():
         req = _lock_request(visible)

@@ -12,7 +12,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Sum
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
@@ -21,6 +20,7 @@ from apps.accounts.roles import ADMIN, PRODUCT_MANAGER
 from apps.catalog.models import STAGE_TRANSITIONS, Product, Stage
 from apps.catalog.selectors import product_list_for
 from apps.core.exceptions import ApplicationError
+from apps.core.pages import form_error, refuse_or_404
 from apps.gateway.models import ProviderCall
 from apps.portal.models import APIStatus, PublishedAPI
 
@@ -29,23 +29,6 @@ from .forms import AssessmentForm, BriefForm, SignForm, StageRequestForm
 from .models import Assessment, BriefStatus, RequestState
 
 SPARK_W, SPARK_H = 120, 28
-
-
-def _refuse_or_404(exc: ApplicationError) -> None:
-    if exc.status == 403:
-        raise PermissionDenied(exc.message)
-    if exc.status == 404:
-        raise Http404(exc.message)
-
-
-def _form_error(form, exc: ApplicationError) -> None:
-    _refuse_or_404(exc)
-    for key, errors in exc.extra.items():
-        field = key.split("[")[0].split(".")[0]
-        if field in form.fields:
-            for error in errors:
-                form.add_error(field, f"{key}: {error}" if key != field else error)
-    form.add_error(None, exc.message)
 
 
 def _product(request, pk) -> Product:
@@ -115,7 +98,7 @@ def lifecycle_context(request, product: Product) -> dict:
         "moves": moves,
         "pending": pending,
         "pending_checks": (
-            gates.checklist(product, pending.to_stage, services._facts(pending))
+            gates.checklist(product, pending.to_stage, services.request_facts(pending))
             if pending is not None and pending.kind == "stage"
             else []
         ),
@@ -161,7 +144,7 @@ def brief_page(request, pk):
                     actor=request.user, product=product, **form.service_kwargs()
                 )
             except ApplicationError as exc:
-                _form_error(form, exc)
+                form_error(form, exc)
             else:
                 if brief.status == BriefStatus.IN_FORCE:
                     messages.success(request, f"Brief v{brief.version} is in force.")
@@ -206,7 +189,7 @@ def assessment_page(request, pk):
             try:
                 services.assessment_set(actor=request.user, product=product, **form.cleaned_data)
             except ApplicationError as exc:
-                _form_error(form, exc)
+                form_error(form, exc)
             else:
                 messages.success(request, "Assessment saved.")
                 return redirect("product_detail", pk=product.pk)
@@ -252,7 +235,7 @@ def request_create(request, pk):
             successor=successor,
         )
     except ApplicationError as exc:
-        _refuse_or_404(exc)
+        refuse_or_404(exc)
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Move to {req.to_stage} requested: someone else signs it.")
@@ -285,7 +268,7 @@ def _decide(request, pk, *, reject: bool):
                 comment=form.cleaned_data["comment"],
             )
     except ApplicationError as exc:
-        _refuse_or_404(exc)
+        refuse_or_404(exc)
         messages.error(request, exc.message)
     else:
         if reject:
@@ -316,7 +299,7 @@ def request_withdraw(request, pk):
     try:
         services.request_withdraw(actor=request.user, request=req)
     except ApplicationError as exc:
-        _refuse_or_404(exc)
+        refuse_or_404(exc)
         messages.error(request, exc.message)
     else:
         messages.success(request, "Request withdrawn.")

@@ -29,6 +29,7 @@ from apps.catalog.selectors import (
     prompt_version_list_for,
 )
 from apps.core.exceptions import ApplicationError
+from apps.core.pages import refuse_or_404
 from apps.releases.selectors import release_list_for
 
 from . import selectors, services
@@ -59,13 +60,6 @@ def _uuid_or_404(value) -> uuid.UUID:
         return uuid.UUID(str(value))
     except ValueError:
         raise Http404("Not a valid id.") from None
-
-
-def _refuse_or_404(exc: ApplicationError) -> None:
-    if exc.status == 403:
-        raise PermissionDenied(exc.message)
-    if exc.status == 404:
-        raise Http404(exc.message)
 
 
 def _target_querysets(user, *, for_batch: bool = False) -> dict:
@@ -225,7 +219,7 @@ def playground_run_create(request):
                 actor=user, **form.target(), variables=variables_form.variables()
             )
         except ApplicationError as exc:
-            _refuse_or_404(exc)
+            refuse_or_404(exc)
             _place_error(form, variables_form, exc)
         else:
             if not _partial(request):
@@ -325,7 +319,7 @@ def batch_create(request):
                 variables=variables_form.variables() if variables_form else {},
             )
         except ApplicationError as exc:
-            _refuse_or_404(exc)
+            refuse_or_404(exc)
             _place_error(form, variables_form, exc)
             for key, errors in exc.extra.items():
                 if key in batch_form.fields:
@@ -395,7 +389,7 @@ def batch_cancel(request, pk):
     try:
         batch = services.batch_run_cancel(actor=request.user, batch=batch)
     except ApplicationError as exc:
-        _refuse_or_404(exc)
+        refuse_or_404(exc)
         messages.error(request, exc.message)
     else:
         messages.success(

@@ -12,7 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import Http404, HttpRequest
+from django.http import HttpRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
@@ -20,6 +20,7 @@ from apps.audit.models import AuditEvent
 from apps.catalog import selectors as catalog_selectors
 from apps.catalog.models import ModelVersion
 from apps.core.exceptions import ApplicationError
+from apps.core.pages import refuse_or_404
 
 from . import selectors, services
 from .diff import change_kind, release_diff
@@ -33,15 +34,8 @@ EVENT_LIMIT = 50
 # --- helpers (read-only) -----------------------------------------------------------------------
 
 
-def _refuse_or_404(exc: ApplicationError) -> None:
-    if exc.status == 403:
-        raise PermissionDenied(exc.message)
-    if exc.status == 404:
-        raise Http404(exc.message)
-
-
 def _add_service_error(form, exc: ApplicationError, aliases: dict[str, str]) -> None:
-    _refuse_or_404(exc)
+    refuse_or_404(exc)
     for key, errors in exc.extra.items():
         name = aliases.get(key, key)
         if name in form.fields:
