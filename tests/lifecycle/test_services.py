@@ -1,6 +1,7 @@
 """The lifecycle's services: briefs and their change requests, the assessment and its estimate,
 stage gates with signed decisions, gate definitions as data, and planned retirement."""
 
+import time
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
@@ -490,6 +491,27 @@ def test_at_the_sunset_date_apis_retire_keys_stop_and_the_product_is_read_only(p
         assert refused.value.code in ("retired", "invalid_transition"), refused.value.code
     assert lifecycle.product_sunset(request=req, now=later)["due"] is False
     assert lifecycle.sunsets_due(later) == []
+
+
+def test_the_sunset_task_retires_what_is_due(pm, reviewer, eager_tasks):  # noqa: F811
+    """The beat task itself (run eagerly here): it finds the due deprecation and retires it."""
+    from apps.lifecycle.tasks import sunset_due_task
+
+    prod, api, *_ = _in_production_with_subscribers(pm, reviewer)
+    signed_move(
+        pm,
+        reviewer,
+        prod,
+        "deprecated",
+        sunset_at=timezone.now() + timedelta(seconds=1),
+        migration_note="Use the successor.",
+    )
+    assert sunset_due_task.apply().get() == []  # not due yet
+    time.sleep(1.1)  # the sunset date passes
+    (report,) = sunset_due_task.apply().get()
+    assert (report["product"], report["due"], report["apis"]) == (prod.slug, True, [api.slug])
+    prod.refresh_from_db()
+    assert prod.stage == Stage.RETIRED
 
 
 def test_the_sunset_task_is_in_the_beat_schedule():
