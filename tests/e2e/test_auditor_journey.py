@@ -60,12 +60,15 @@ def _users() -> dict[str, User]:
 
 def _implement_the_change_in_review() -> ChangeRequest:
     """The demo's change request in review (1.0.0 → 1.1.0), signed by the reviewer and
-    implemented by the product manager, at least a second after 1.0.0 went live: the "live at"
+    implemented by the product manager, at least a second after 1.0.0 went live and the demo's
+    API was created: the "live at"
     form takes whole seconds, so an instant strictly between the two releases exists."""
     users = _users()
     cr = ChangeRequest.objects.get(title=CHANGE_TITLE)
     first = Release.objects.get(product=cr.product, version="1.0.0")
-    wait = 1.1 - (timezone.now() - first.effective_from).total_seconds()
+    api = PublishedAPI.objects.get(slug="support-assistant")
+    live_since = max(first.effective_from, api.created_at)  # both exist from here on
+    wait = 1.1 - (timezone.now() - live_since).total_seconds()
     if wait > 0:
         time.sleep(wait)
     cr, _ = changes.change_request_approve(
@@ -161,7 +164,12 @@ def test_auditor_journey(page, live_server, artifacts_dir, celery_worker, settin
 
     # What was live at an instant before the change: the earlier release, 1.0.0.
     assert first.effective_from < second.effective_from
-    before = (first.effective_from + dt.timedelta(seconds=1)).replace(microsecond=0)
+    # A whole second after both the release and the demo's API existed (seeding can take more
+    # than a second on a loaded machine), and before the change.
+    api_created = PublishedAPI.objects.get(slug="support-assistant").created_at
+    before = (max(first.effective_from, api_created) + dt.timedelta(seconds=1)).replace(
+        microsecond=0
+    )
     assert first.effective_from < before < second.effective_from
     page.goto(f"/products/{cr.product.slug}/live/")
     expect(page.locator("[data-live-release]")).to_have_attribute("data-live-release", "1.1.0")
